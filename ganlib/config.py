@@ -1,0 +1,154 @@
+"""The typed GAN config: one YAML file per experiment under ``configs/``.
+
+Every section forbids unknown keys, so a typo fails before any training starts, naming the key and, for
+enumerated fields, the allowed values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names each bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    family: Literal["dcgan", "sngan", "stylegan_lite"] = "dcgan"
+    z_dim: int = Field(64, ge=1, le=1024)
+    g_width: int = Field(64, ge=4, le=1024, description="base channel width of the generator")
+    d_width: int = Field(64, ge=4, le=1024, description="base channel width of the discriminator")
+    # "auto": conditional when the dataset has labels.
+    conditional: bool | Literal["auto"] = "auto"
+
+
+class LossConfig(_Strict):
+    kind: Literal["nonsaturating", "minimax", "hinge", "wgan_gp", "lsgan"] = "nonsaturating"
+    # "egan": evolutionary generator updates (Wang et al. 2018) on top of the D loss above.
+    strategy: Literal["standard", "egan"] = "standard"
+    egan_diversity_weight: float = Field(0.001, ge=0.0)
+    gp_weight: float = Field(10.0, ge=0.0, description="gradient penalty weight (wgan_gp)")
+    r1_gamma: float = Field(0.0, ge=0.0, description="R1 penalty on real data; 0 = off")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="one-sided: real target 1 - s")
+    feature_matching: float = Field(0.0, ge=0.0, description="weight of Salimans' feature-matching G loss")
+    minibatch_discrimination: bool = False
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    n_critic: int = Field(1, ge=1, description="D steps per G step")
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    diffaugment: list[Literal["translation", "cutout", "color"]] = Field(default_factory=list)
+    checkpoint_every: int = Field(500, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # autocast on CUDA only; CPU always runs fp32
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    num_workers: int = Field(0, ge=0)
+    log_every: int = Field(50, ge=1)
+
+
+class EvalConfig(_Strict):
+    backbone: Literal["domain", "inception"] = "domain"
+    inception_weights: str | None = None  # local file or cache dir for pt_inception-2015-12-05
+    allow_download: bool = False
+    n_samples: int = Field(2048, ge=16)
+    n_seeds: int = Field(3, ge=1, description="FID repeats over fake-sample seeds, for a confidence interval")
+    fid_max: float = Field(80.0, gt=0, description="absolute bound for the fid_gate")
+    champion_tolerance: float = Field(0.10, ge=0, description="allowed relative regression vs champion")
+
+
+class DissectConfig(_Strict):
+    enabled: bool = True
+    layers: list[str] | None = None  # None = the generator's middle layers
+    n_samples: int = Field(512, ge=16)
+    quantile: float = Field(0.99, gt=0.5, lt=1.0)
+    candidates: int = Field(16, ge=1, description="units (by IoU) that get an ablation test")
+    max_remove: int = Field(8, ge=0)
+    fid_tolerance: float = Field(0.05, ge=0, description="prune_gate: allowed relative FID increase")
+
+
+class ExportConfig(_Strict):
+    model_name: str = "digits-dcgan"
+    opset: int = Field(18, ge=13, le=23)
+    parity_atol: float = Field(1e-4, gt=0)
+
+
+class GANConfig(_Strict):
+    name: str = "default"
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    dissect: DissectConfig = DissectConfig()
+    export: ExportConfig = ExportConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "-_." for c in v):
+            raise ValueError("use letters, digits, '-', '_' or '.'")
+        return v
+
+    def digest(self) -> str:
+        """A short stable hash of the whole config (recorded with every artifact)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid GAN config ({source}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{where}'")
+        else:
+            lines.append(f"  - {where}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_config(data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "<dict>") -> GANConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid GAN config ({source}): expected a mapping at the top level")
+    merged = _deep_merge(data, overrides or {})
+    try:
+        return GANConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(name_or_path: str | Path = "default", overrides: dict[str, Any] | None = None) -> GANConfig:
+    """Load ``configs/<name>.yaml`` (or a path), apply nested ``overrides``, validate."""
+    path = Path(name_or_path)
+    if path.suffix not in {".yaml", ".yml"}:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"no GAN config '{name_or_path}' (looked at {path}); known configs: {known}")
+    data = yaml.safe_load(path.read_text()) or {}
+    return parse_config(data, overrides, source=str(path))
