@@ -41,7 +41,13 @@ class ProjectionHead(nn.Module):
         super().__init__()
         sn = nn.utils.spectral_norm if spectral_norm else (lambda m: m)
         self.linear = sn(nn.Linear(features, 1))
-        self.embed = sn(nn.Embedding(num_classes, features)) if num_classes else None
+        self.embed = None
+        if num_classes:
+            # nn.Embedding's default N(0, 1) makes <embed(y), h> dwarf the linear term over hundreds of
+            # features, and D wins at once; a Xavier-scaled start keeps the two terms comparable.
+            embed = nn.Embedding(num_classes, features)
+            nn.init.xavier_uniform_(embed.weight)
+            self.embed = sn(embed)
 
     def forward(self, h: torch.Tensor, class_id: torch.Tensor | None = None) -> torch.Tensor:
         out = self.linear(h).squeeze(1)

@@ -1,0 +1,110 @@
+"""DVC's ``preprocess`` stage: raw images -> resized, split, uint8 shards + parquet index.
+
+Run by ``dvc repro preprocess`` (see dvc.yaml), never called around DVC by the pipeline:
+    python -m ganlib.data.preprocess --raw data/raw/digits --out data/processed --params params.yaml
+Deterministic: the same raw files and params give byte-identical outputs (so DVC's hash is stable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .shards import write_split
+from .sources import UNLABELLED
+
+
+def load_params(path: Path) -> dict:
+    p = (yaml.safe_load(path.read_text()) or {}).get("preprocess", {})
+    known = {"resolution", "channels", "val_fraction", "split_seed"}
+    unknown = set(p) - known
+    if unknown:
+        raise SystemExit(f"{path}: unknown preprocess params {sorted(unknown)}; known: {sorted(known)}")
+    params = {"resolution": 32, "channels": 1, "val_fraction": 0.2, "split_seed": 0, **p}
+    if params["channels"] not in (1, 3):
+        raise SystemExit(f"{path}: preprocess.channels must be 1 or 3, got {params['channels']}")
+    if not 0 < params["val_fraction"] < 1:
+        raise SystemExit(f"{path}: preprocess.val_fraction must be in (0, 1), got {params['val_fraction']}")
+    return params
+
+
+def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("L" if channels == 1 else "RGB")
+        # Centre-crop to square, then resize with antialiasing (PIL's filters are antialiased).
+        w, h = im.size
+        s = min(w, h)
+        im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
+        arr = np.asarray(im, dtype=np.uint8)
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of validation rows: the same fraction of every class, chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        is_val[idx[: max(1, round(len(idx) * val_fraction))]] = True
+    return is_val
+
+
+def preprocess(raw: Path, out: Path, params: dict) -> dict:
+    import pandas as pd
+
+    manifest = pd.read_parquet(raw / "manifest.parquet").sort_values("file", kind="stable").reset_index(drop=True)
+    class_names = sorted(c for c in manifest["label"].unique() if c != UNLABELLED)
+    labelled = bool(class_names) and UNLABELLED not in set(manifest["label"])
+    label_ids = (
+        manifest["label"].map({c: i for i, c in enumerate(class_names)}).to_numpy(np.int64)
+        if labelled
+        else np.full(len(manifest), -1, np.int64)
+    )
+    images = np.stack([load_image(raw / f, params["resolution"], params["channels"]) for f in manifest["file"]])
+    is_val = stratified_split(label_ids, params["val_fraction"], params["split_seed"])
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows = []
+    for split, mask in (("train", ~is_val), ("val", is_val)):
+        sel = np.flatnonzero(mask)
+        write_split(tmp, split, images[sel], label_ids[sel])
+        for offset, i in enumerate(sel):
+            rows.append({"split": split, "shard": offset // 4096, "offset": offset % 4096, "label": int(label_ids[i]),
+                         "file": manifest.at[i, "file"], "sha256": manifest.at[i, "sha256"]})
+    pd.DataFrame(rows).to_parquet(tmp / "index.parquet", index=False)
+    meta = {
+        "resolution": params["resolution"],
+        "channels": params["channels"],
+        "class_names": class_names if labelled else [],
+        "counts": {"train": int((~is_val).sum()), "val": int(is_val.sum())},
+        "params": params,
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--raw", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+    meta = preprocess(args.raw, args.out, load_params(args.params))
+    print(f"preprocess: {meta['counts']} at {meta['resolution']}px x{meta['channels']} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

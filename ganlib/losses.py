@@ -1,0 +1,61 @@
+"""Adversarial losses and regularisers, written from the papers' formulas.
+
+All functions take raw discriminator logits (no sigmoid applied) and return a scalar tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSS_KINDS = ("nonsaturating", "minimax", "hinge", "wgan_gp", "lsgan")
+
+
+def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """D's loss on real and fake logits. ``label_smoothing`` is one-sided (Salimans et al.): real target 1-s."""
+    if kind in ("nonsaturating", "minimax"):
+        target_real = torch.full_like(real, 1.0 - label_smoothing)
+        return F.binary_cross_entropy_with_logits(real, target_real) + F.binary_cross_entropy_with_logits(
+            fake, torch.zeros_like(fake)
+        )
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    if kind == "wgan_gp":
+        return fake.mean() - real.mean()
+    if kind == "lsgan":  # Mao et al.: a=0 (fake), b=1 (real)
+        return 0.5 * ((real - (1.0 - label_smoothing)) ** 2).mean() + 0.5 * (fake**2).mean()
+    raise ValueError(f"unknown loss kind '{kind}'; known: {LOSS_KINDS}")
+
+
+def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """G's loss on the logits D gives its samples."""
+    if kind == "nonsaturating":  # -log D(G(z))
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+    if kind == "minimax":  # log(1 - D(G(z))), the original saturating game
+        return -F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    if kind in ("hinge", "wgan_gp"):
+        return -fake.mean()
+    if kind == "lsgan":  # c = 1
+        return 0.5 * ((fake - 1.0) ** 2).mean()
+    raise ValueError(f"unknown loss kind '{kind}'; known: {LOSS_KINDS}")
+
+
+def gradient_penalty(
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, class_id: torch.Tensor | None = None
+) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al.): E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates."""
+    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = discriminator(x_hat, class_id)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data; multiply by gamma/2 outside.
+
+    ``real`` must have had ``requires_grad_(True)`` before D was applied.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
