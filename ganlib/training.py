@@ -1,32 +1,43 @@
 """The GAN training loop: read it top to bottom.
 
 ``train(cfg, data, out_dir)`` builds G, D and an EMA copy of G from the config, then alternates
-``n_critic`` discriminator steps with one generator step. It checkpoints every ``checkpoint_every`` steps
-(atomically, weights-only loadable), resumes exactly from ``out_dir/checkpoint.pt``, and stops with
-``NonFiniteLossError`` on a NaN/inf loss without touching the last good checkpoint.
+``n_critic`` discriminator steps with one generator step (or one E-GAN evolution step, ``loss.strategy:
+egan``). It checkpoints every ``checkpoint_every`` steps (atomically, weights-only loadable), resumes
+exactly from ``out_dir/checkpoint.pt``, and stops with ``NonFiniteLossError`` on a NaN/inf loss without
+touching the last good checkpoint.
 
 Data order is a seeded permutation per epoch, indexed by the global batch counter, so a resumed run sees
-exactly the batches a straight run would have seen.
+exactly the batches a straight run would have seen. With ``train.num_workers > 0`` a torch DataLoader
+reads those same batches in worker processes; with 0 the whole (small) data set sits on the device.
+
+Distributed: when ``torch.distributed`` is initialised (``ganlib.train_cli`` under torchrun does it), G
+and D are wrapped in DDP, each rank trains on its own disjoint slice of every global batch (so
+``batch_size`` stays the global batch size), and only rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from .augment import diff_augment
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import GANConfig
 from .data.shards import Split
-from .losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from .egan import evolve_generator
+from .losses import discriminator_loss, feature_matching_loss, generator_loss, gradient_penalty, r1_penalty
 from .models import ModelSpec, build_discriminator, build_generator
 
 
@@ -44,12 +55,13 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
-def select_device(requested: str = "auto") -> torch.device:
+def select_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
+    """CUDA when present (``auto``), else CPU; under torchrun each rank takes GPU ``LOCAL_RANK``."""
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device("cuda", local_rank) if requested == "cuda" else torch.device("cpu")
 
 
 def model_spec_for(cfg: GANConfig, data: Split) -> ModelSpec:
@@ -83,6 +95,36 @@ def epoch_batches(n: int, batch_size: int, seed: int, start_batch: int) -> Itera
             b += 1
 
 
+def rank_batches(n: int, batch_size: int, seed: int, start_batch: int, rank: int, world: int) -> Iterator[torch.Tensor]:
+    """This rank's disjoint slice of every global batch."""
+    local = batch_size // world
+    for idx in epoch_batches(n, batch_size, seed, start_batch):
+        yield idx[rank * local : (rank + 1) * local]
+
+
+class _BatchOrder(torch.utils.data.Sampler):
+    """The deterministic batch order as a sampler: each item is a whole index batch."""
+
+    def __init__(self, make: Callable[[], Iterator[torch.Tensor]]) -> None:
+        self.make = make
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.make()
+
+
+class _ImageBatches(torch.utils.data.Dataset):
+    """``dataset[index_batch]`` -> (uint8 images, index_batch); reads straight from the memory-mapped shards."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+
+    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(np.ascontiguousarray(self.images[idx.numpy()])), idx
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
 def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float().div_(127.5).sub_(1.0)
 
@@ -92,7 +134,7 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
         pe.lerp_(pm.detach(), 1.0 - decay)
     for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
-        be.copy_(bm)  # BatchNorm running stats follow the live model
+        be.copy_(bm)  # BatchNorm running stats (and w_avg) follow the live model
 
 
 def train(
@@ -106,21 +148,33 @@ def train(
 ) -> TrainResult:
     tc, lc = cfg.train, cfg.loss
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
-    device = select_device(tc.device)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    is_main = rank == 0
+    if tc.batch_size % world:
+        raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {world} processes")
+    local_bs = tc.batch_size // world
+    device = select_device(tc.device, int(os.environ.get("LOCAL_RANK", 0)) if world > 1 else 0)
     on_cuda = device.type == "cuda"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision) if on_cuda else None
+    if lc.strategy == "egan" and amp_dtype is torch.float16:
+        raise ValueError("loss.strategy=egan does not use a loss scaler: set train.precision to bf16 or fp32")
+    memory_format = torch.channels_last if on_cuda and tc.channels_last else torch.contiguous_format
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     # --- models, optimisers (TTUR: separate learning rates) ---
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(tc.seed)  # same initial weights on every rank
     spec = model_spec_for(cfg, data)
-    G = build_generator(spec).to(device)
-    D = build_discriminator(spec).to(device)
-    if on_cuda and tc.channels_last:
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G = build_generator(spec).to(device, memory_format=memory_format)
+    D = build_discriminator(spec, minibatch_discrimination=lc.minibatch_discrimination).to(device, memory_format=memory_format)
+    if hasattr(G, "mixing_prob"):
+        G.mixing_prob = cfg.model.style_mixing
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=tc.lr_g, betas=tc.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=tc.lr_d, betas=tc.betas)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
+    torch.manual_seed(tc.seed * 7919 + 1 + rank)  # each rank draws its own latents from here on
 
     # --- resume ---
     start_step, history = 0, {"loss_d": [], "loss_g": [], "step": []}
@@ -133,81 +187,149 @@ def train(
         G_ema.load_state_dict(state["generator_ema"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
-        set_rng_state(state["rng"])
+        scaler.load_state_dict(state.get("scaler", {}))
+        rngs = state.get("rng_per_rank") or [state["rng"]]
+        if len(rngs) == world:
+            set_rng_state(rngs[rank])
+        else:  # a different number of processes: a fresh, still deterministic, stream per rank
+            torch.manual_seed(tc.seed * 7919 + 1 + rank + world * int(state["step"]))
         start_step, history = int(state["step"]), json.loads(state["history"])
 
-    # --- data: uint8 on the device once (small data), batches by seeded permutation ---
-    images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
-    labels = torch.from_numpy(data.labels).to(device) if spec.num_classes else None
-    batches = epoch_batches(len(images), tc.batch_size, tc.seed, start_batch=start_step * tc.n_critic)
-    G_step, D_step = G, D
+    # --- distributed / compiled views of G and D (same parameters) ---
+    G_run, D_run = G, D
+    if world > 1:
+        ids = [device.index] if on_cuda else None
+        G_run = nn.parallel.DistributedDataParallel(G, device_ids=ids)
+        D_run = nn.parallel.DistributedDataParallel(D, device_ids=ids)
     if tc.compile:
-        G_step, D_step = torch.compile(G), torch.compile(D)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision) if on_cuda else None
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
+        G_run, D_run = torch.compile(G_run), torch.compile(D_run)
+    # In G's step D only passes gradients through: skip DDP's gradient all-reduce for it.
+    D_plain = D_run if world == 1 else D
 
-    def autocast():
-        return torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None) if on_cuda else _null()
+    # --- data: the same deterministic batch order, read on the device (workers=0) or by a DataLoader ---
+    all_labels = torch.from_numpy(np.asarray(data.labels)).to(device) if spec.num_classes else None
+
+    def batch_order() -> Iterator[torch.Tensor]:
+        return rank_batches(len(data.images), tc.batch_size, tc.seed, start_step * tc.n_critic, rank, world)
+
+    if tc.num_workers == 0:
+        images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = ((images[i.to(device)], i) for i in batch_order())
+    else:
+        loader = torch.utils.data.DataLoader(
+            _ImageBatches(data.images),
+            sampler=_BatchOrder(batch_order),
+            batch_size=None,
+            num_workers=tc.num_workers,
+            pin_memory=on_cuda,
+            persistent_workers=False,
+        )
+        batches = iter(loader)
+
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, tc.diffaugment) if tc.diffaugment else x
 
-    def save(step: int) -> None:
-        for name, module in (("generator", G), ("discriminator", D)):
-            if not all(torch.isfinite(p).all() for p in module.parameters()):
-                raise NonFiniteLossError(f"step {step}: {name} weights are not finite; kept the last good checkpoint")
-        save_checkpoint(
-            {
-                "step": step,
-                "model_spec": spec.to_dict(),
-                "config": cfg.model_dump_json(),
-                "generator": G.state_dict(),
-                "discriminator": D.state_dict(),
-                "generator_ema": G_ema.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "rng": rng_state(),
-                "history": json.dumps(history),
-            },
-            ckpt_path,
-        )
+    def check_finite(loss: torch.Tensor, which: str, step: int) -> None:
+        ok = torch.isfinite(loss.detach()).float()
+        if world > 1:  # every rank must stop together, or the others hang in the next all-reduce
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if not ok.item():
+            kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.is_file() else "no checkpoint was written yet"
+            raise NonFiniteLossError(
+                f"training diverged at step {step}: the {which} loss is {float(loss)}; {kept}. "
+                "Lower the learning rates, or try loss.kind=hinge or a gradient penalty."
+            )
 
-    bar = _progress(start_step, tc.steps, enabled=progress)
+    def save(step: int) -> None:
+        for name, module in (("generator", G), ("discriminator", D), ("EMA generator", G_ema)):
+            if not all(torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()):
+                raise NonFiniteLossError(f"step {step}: the {name} weights are not finite; kept the last good checkpoint")
+        rngs = [rng_state()]
+        if world > 1:
+            rngs = [None] * world
+            dist.all_gather_object(rngs, rng_state())
+        if not is_main:
+            return
+        state: dict[str, Any] = {
+            "step": step,
+            "model_spec": spec.to_dict(),
+            "config": cfg.model_dump_json(),
+            "generator": G.state_dict(),
+            "discriminator": D.state_dict(),
+            "generator_ema": G_ema.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rngs[0],
+            "history": json.dumps(history),
+        }
+        if world > 1:
+            state["rng_per_rank"] = [{k: v.cpu() if torch.is_tensor(v) else v for k, v in r.items()} for r in rngs]
+        save_checkpoint(state, ckpt_path)
+
+    def draw_labels(n: int) -> torch.Tensor | None:  # class ids for fakes, in the data's proportions
+        return all_labels[torch.randint(len(all_labels), (n,), device=device)] if all_labels is not None else None
+
+    bar = _progress(start_step, tc.steps, enabled=progress and is_main)
     t0, seen = time.perf_counter(), 0
     G.train(), D.train()
     for step in range(start_step, tc.steps):
         # --- discriminator: n_critic steps ---
         for _ in range(tc.n_critic):
-            idx = next(batches).to(device)
-            real = to_model_range(images[idx])
-            y = labels[idx] if labels is not None else None
-            z = torch.randn(len(idx), spec.z_dim, device=device)
+            batch, idx = next(batches)
+            real = to_model_range(batch.to(device, non_blocking=True)).contiguous(memory_format=memory_format)
+            y = all_labels[idx.to(device)] if all_labels is not None else None
+            z = torch.randn(local_bs, spec.z_dim, device=device)
             if lc.r1_gamma > 0:
                 real.requires_grad_(True)
             with autocast():
-                fake = G_step(z, y).detach()
-                real_logits = D_step(augment(real), y)
-                fake_logits = D_step(augment(fake), y)
+                with torch.no_grad():
+                    fake = G_run(z, y)
+                real_logits = D_run(augment(real), y)
+                fake_logits = D_run(augment(fake), y)
                 loss_d = discriminator_loss(lc.kind, real_logits.float(), fake_logits.float(), lc.label_smoothing)
             if lc.kind == "wgan_gp":
-                loss_d = loss_d + lc.gp_weight * gradient_penalty(D_step, real, fake, y)
+                loss_d = loss_d + lc.gp_weight * gradient_penalty(D_run, real, fake, y)
             if lc.r1_gamma > 0:
                 loss_d = loss_d + 0.5 * lc.r1_gamma * r1_penalty(real_logits.float(), real)
-            _check_finite(loss_d, "discriminator", step, ckpt_path)
+            check_finite(loss_d, "discriminator", step)
             opt_d.zero_grad(set_to_none=True)
             scaler.scale(loss_d).backward()
             scaler.step(opt_d)
-            seen += len(idx)
+            seen += len(idx) * world
+        real = real.detach()
 
-        # --- generator ---
-        z = torch.randn(tc.batch_size, spec.z_dim, device=device)
-        y = labels[torch.randint(len(labels), (tc.batch_size,), device=device)] if labels is not None else None
-        with autocast():
-            loss_g = generator_loss(lc.kind, D_step(augment(G_step(z, y)), y).float())
-        _check_finite(loss_g, "generator", step, ckpt_path)
-        opt_g.zero_grad(set_to_none=True)
-        scaler.scale(loss_g).backward()
-        scaler.step(opt_g)
+        # --- generator: one step on the configured loss, or E-GAN's best of several mutations ---
+        z = torch.randn(local_bs, spec.z_dim, device=device)
+        y_fake = draw_labels(local_bs)
+        if lc.strategy == "egan":
+            evo = evolve_generator(
+                G, opt_g, D_plain, z, y_fake,
+                torch.randn(local_bs, spec.z_dim, device=device), draw_labels(local_bs), real, y,
+                d_loss_kind=lc.kind, diversity_weight=lc.egan_diversity_weight, mutations=tuple(lc.egan_mutations),
+                augment=augment, autocast=autocast,
+                grad_sync=_allreduce_grads if world > 1 else None,
+                value_sync=_allreduce_mean if world > 1 else None,
+            )  # fmt: skip
+            loss_g = evo.loss_g
+            check_finite(loss_g, "generator", step)
+        else:
+            D.requires_grad_(False)  # D only passes gradients through to G here
+            with autocast():
+                fake_logits, fake_feats = D_plain(augment(G_run(z, y_fake)), y_fake, return_features=True)
+                loss_g = generator_loss(lc.kind, fake_logits.float())
+                if lc.feature_matching > 0:
+                    with torch.no_grad():
+                        _, real_feats = D_plain(augment(real), y, return_features=True)
+                    loss_g = loss_g + lc.feature_matching * feature_matching_loss(real_feats.float(), fake_feats.float())
+            D.requires_grad_(True)
+            check_finite(loss_g, "generator", step)
+            opt_g.zero_grad(set_to_none=True)
+            scaler.scale(loss_g).backward()
+            scaler.step(opt_g)
         scaler.update()
         # EMA warm-up: early on the average would mostly hold the random init, so ramp the decay.
         update_ema(G_ema, G, min(tc.ema_decay, (1 + step) / (10 + step)))
@@ -220,14 +342,17 @@ def train(
             history["loss_g"].append(lg)
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss_d=f"{ld:.3f}", loss_g=f"{lg:.3f}", img_s=f"{rate:.0f}")
-            if on_log:
-                on_log(step + 1, {"loss_d": ld, "loss_g": lg, "images_per_sec": rate})
+            if on_log and is_main:
+                logs = {"loss_d": ld, "loss_g": lg, "images_per_sec": rate}
+                if lc.strategy == "egan":
+                    logs["egan_best"] = float(lc.egan_mutations.index(evo.best))
+                on_log(step + 1, logs)
         if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
             save(step + 1)
         bar.update(1)
     bar.close()
-    if start_step >= tc.steps and not ckpt_path.is_file():
-        save(start_step)
+    if world > 1:
+        dist.barrier()  # the others wait until rank 0 has written the final checkpoint
 
     return TrainResult(
         checkpoint=ckpt_path,
@@ -239,21 +364,21 @@ def train(
     )
 
 
-def _check_finite(loss: torch.Tensor, which: str, step: int, ckpt: Path) -> None:
-    if not torch.isfinite(loss):
-        kept = f"the last good checkpoint {ckpt} is kept" if ckpt.is_file() else "no checkpoint was written yet"
-        raise NonFiniteLossError(
-            f"training diverged at step {step}: the {which} loss is {float(loss)}; {kept}. "
-            "Lower the learning rates, or try loss.kind=hinge or a gradient penalty."
-        )
+def _allreduce_grads(module: nn.Module) -> None:
+    """Average gradients over ranks (what DDP does, for E-GAN's children, which train the unwrapped G)."""
+    world = dist.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+def _allreduce_mean(values: list[float]) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return (t / dist.get_world_size()).tolist()
 
 
 def _progress(start: int, total: int, enabled: bool):

@@ -170,3 +170,24 @@ def _finish(staging: Path, raw_dir: Path, rows: list[dict], rejects: list[dict],
     staging.rename(raw_dir)
     shutil.rmtree(old, ignore_errors=True)
     return report
+
+
+def ingest_source(
+    source: str, raw_dir: Path, *, max_reject_fraction: float = 0.05, allow_download: bool = False, progress: bool = False
+) -> IngestReport:
+    """Dispatch on the source string: ``digits``, ``torchvision:<NAME>``, ``s3://bucket/prefix``, or a folder."""
+    raw_dir = Path(raw_dir)
+    if source == "digits":
+        images, labels = digits_images()
+        return ingest_arrays(images, labels, raw_dir)
+    if source.startswith("torchvision:"):
+        from .torchvision_source import torchvision_arrays
+
+        images, labels, names = torchvision_arrays(source.split(":", 1)[1], raw_dir.parent / ".torchvision", allow_download)
+        return ingest_arrays(images, labels, raw_dir, class_names=names)
+    if source.startswith("s3://"):
+        from .s3_source import download_prefix
+
+        local = download_prefix(source, raw_dir.with_name(raw_dir.name + ".download"), progress=progress)
+        return ingest_folder(local, raw_dir, max_reject_fraction, progress)
+    return ingest_folder(Path(source), raw_dir, max_reject_fraction, progress)

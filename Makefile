@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh machine (Python 3.10+ with venv, git):
+#   make run    set up, then materialize the whole chain on the embedded defaults
+#   make test   set up, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup run test lint ui bench clean
+
+# The venv is rebuilt when the pinned constraints or the package metadata change.
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+run: setup
+	$(BIN)/dagster job execute -m pipelines.definitions -j retrain
+	$(BIN)/python -m pipelines.summary
+
+test: setup
+	$(BIN)/python -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+ui: setup
+	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(DAGSTER_HOME) outputs

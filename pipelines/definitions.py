@@ -1,0 +1,48 @@
+"""The code location: ``dagster dev -m pipelines.definitions`` (or ``[tool.dagster]`` in pyproject.toml)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.assets.data import processed_dataset, raw_images
+from pipelines.assets.export import onnx_generator
+from pipelines.assets.model import fid_reference, generator_evaluation, pruned_generator, trained_generator
+from pipelines.checks import fid_gate, prune_gate
+from pipelines.jobs import new_raw_data_sensor, retrain_job, weekly_retrain
+from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
+
+ASSETS = [raw_images, processed_dataset, fid_reference, trained_generator, generator_evaluation, pruned_generator, onnx_generator]
+CHECKS = [fid_gate, prune_gate]
+
+
+def build_resources(workspace_root: str | Path | None = None, store_uri: str | None = None, **overrides) -> dict:
+    """Resources for a workspace; asset values (small dicts of paths and numbers) live in its outputs/."""
+    ws = Workspace(root=str(workspace_root)) if workspace_root else Workspace()
+    resources = {
+        "workspace": ws,
+        "gan_config": GanConfigResource(),
+        "compute": ComputeResource(),
+        "object_store": ObjectStoreResource(uri=store_uri) if store_uri else ObjectStoreResource(
+            uri=os.environ.get("GAN_STORE_URI", str(ws.path / "outputs" / "object_store"))
+        ),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(ws.path / "outputs" / "dagster_io")),
+    }
+    resources.update(overrides)
+    return resources
+
+
+def build_defs(workspace_root: str | Path | None = None, store_uri: str | None = None, **overrides) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[retrain_job],
+        schedules=[weekly_retrain],
+        sensors=[new_raw_data_sensor],
+        resources=build_resources(workspace_root, store_uri, **overrides),
+    )
+
+
+defs = build_defs()
