@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+ANTLR_VERSION := 4.13.2
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -15,6 +16,9 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	# dvc -> hydra-core pins antlr4 4.9, but dagster's asset-selection grammar (`--select`) is generated with
+	# antlr 4.13 and fails on 4.9. DVC uses hydra only for `dvc exp -S` overrides, which this project doesn't.
+	$(BIN)/pip install --quiet --no-deps "antlr4-python3-runtime==$(ANTLR_VERSION)"
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

@@ -12,7 +12,7 @@ import pytest
 from pipelines.definitions import ASSETS, CHECKS, build_resources
 from pipelines.resources import GanConfigResource
 
-from .conftest import make_workspace, tiny_overrides
+from workspace_helpers import make_workspace, tiny_overrides
 
 pytestmark = pytest.mark.slow
 

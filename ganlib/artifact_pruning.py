@@ -1,0 +1,99 @@
+"""The pruning step as the workflow runs it: dissect the trained generator, ablate the candidate artifact
+units, remove the ones whose ablation makes the samples better, and measure FID before and after with the
+same protocol as the evaluation."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import GANConfig
+from .dissect import dissect, save_strip
+from .evaluation import load_backbone, load_reference, sampler
+from .metrics import evaluate_samples, frechet_distance
+from .metrics.stats import FeatureStats
+from .models import ModelSpec, build_discriminator, load_generator
+from .prune import count_params, prune_units
+
+
+def _fid_fn(backbone, reference: FeatureStats):
+    """FID of a batch of images against the reference: what dissection ranks ablations by."""
+
+    def fid(images: torch.Tensor) -> float:
+        feats = backbone.features(images.float().clamp(-1, 1).cpu())
+        return frechet_distance(FeatureStats.from_features(feats, backbone=backbone.name), reference).value
+
+    return fid
+
+
+def dissect_and_prune(
+    checkpoint: str | Path,
+    cfg: GANConfig,
+    *,
+    backbone_name: str,
+    reference_stats: str | Path,
+    data_hash: str,
+    out_dir: Path,
+    backbone_cache: Path,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(checkpoint)
+    spec = ModelSpec.from_dict(state["model_spec"])
+    generator = load_generator(checkpoint).to(device)
+    discriminator = build_discriminator(spec)
+    discriminator.load_state_dict(state["discriminator"])
+    discriminator = discriminator.to(device).eval()
+    backbone = load_backbone(backbone_name, backbone_cache, cfg.eval, device)
+    reference, _ = load_reference(reference_stats)
+
+    def score(g) -> dict[str, Any]:
+        # Same n, seeds and backbone as generator_evaluation, so before/after are comparable.
+        report = evaluate_samples(backbone, reference, sampler(g, device), cfg.eval.n_samples, cfg.eval.n_seeds,
+                                  None, data_hash=data_hash)
+        return {"fid": report.fid, "label": report.label}
+
+    before = score(generator)
+    units: dict[str, list[int]] = {}
+    rows: list[dict[str, Any]] = []
+    strip = None
+    if cfg.dissect.enabled and cfg.dissect.max_remove > 0:
+        report = dissect(
+            generator,
+            discriminator,
+            layers=cfg.dissect.layers,
+            n_samples=cfg.dissect.n_samples,
+            quantile=cfg.dissect.quantile,
+            candidates=cfg.dissect.candidates,
+            fid_fn=_fid_fn(backbone, reference),
+            fid_label=f"fid[{backbone.name}]@{cfg.dissect.n_samples}",
+        )
+        units = report.select(max_remove=cfg.dissect.max_remove)
+        rows = [{**u, "removed": u["unit"] in units.get(u["layer"], [])} for u in report.to_dict()["units"]]
+        (out_dir / "dissection.md").write_text(report.to_markdown(selected=units))
+        if units:
+            strip = str(save_strip(generator, units, out_dir / "before_after.png"))
+
+    pruned = prune_units(generator, units) if units else copy.deepcopy(generator)
+    after = score(pruned) if units else before
+    pruned_state = {**state, "model_spec": pruned.spec.to_dict(), "generator_ema": pruned.cpu().state_dict()}
+    # The pruned checkpoint serves export only: drop the training-only parts whose shapes no longer match.
+    for key in ("generator", "opt_g"):
+        pruned_state.pop(key, None)
+    path = save_checkpoint(pruned_state, out_dir / "pruned.pt")
+    return {
+        "checkpoint": str(path),
+        "removed": units,
+        "units_removed": sum(len(v) for v in units.values()),
+        "params_before": count_params(generator),
+        "params_after": count_params(pruned),
+        "fid_before": before["fid"],
+        "fid_after": after["fid"],
+        "fid_label": before["label"],
+        "table": rows,
+        "strip": strip,
+    }
