@@ -53,8 +53,15 @@ def dissect_and_prune(
 
     def score(g) -> dict[str, Any]:
         # Same n, seeds and backbone as generator_evaluation, so before/after are comparable.
-        report = evaluate_samples(backbone, reference, sampler(g, device), cfg.eval.n_samples, cfg.eval.n_seeds,
-                                  None, data_hash=data_hash)
+        report = evaluate_samples(
+            backbone,
+            reference,
+            sampler(g, device),
+            cfg.eval.n_samples,
+            cfg.eval.n_seeds,
+            None,
+            data_hash=data_hash,
+        )
         return {"fid": report.fid, "label": report.label}
 
     before = score(generator)

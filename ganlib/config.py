@@ -30,6 +30,11 @@ class ModelConfig(_Strict):
     d_width: int = Field(64, ge=4, le=1024, description="base channel width of the discriminator")
     # "auto": conditional when the dataset has labels.
     conditional: bool | Literal["auto"] = "auto"
+    # Spectral norm on D's weights; "auto" = the family's default (DCGAN: off, ResNet D: on).
+    d_spectral_norm: bool | Literal["auto"] = "auto"
+    style_mixing: float = Field(
+        0.9, ge=0.0, le=1.0, description="stylegan_lite: share of samples mixing two w"
+    )
 
 
 class LossConfig(_Strict):
@@ -37,6 +42,9 @@ class LossConfig(_Strict):
     # "egan": evolutionary generator updates (Wang et al. 2018) on top of the D loss above.
     strategy: Literal["standard", "egan"] = "standard"
     egan_diversity_weight: float = Field(0.001, ge=0.0)
+    egan_mutations: list[Literal["minimax", "nonsaturating", "least_squares"]] = Field(
+        default_factory=lambda: ["minimax", "nonsaturating", "least_squares"], min_length=1
+    )
     gp_weight: float = Field(10.0, ge=0.0, description="gradient penalty weight (wgan_gp)")
     r1_gamma: float = Field(0.0, ge=0.0, description="R1 penalty on real data; 0 = off")
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="one-sided: real target 1 - s")
@@ -132,7 +140,9 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_config(data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "<dict>") -> GANConfig:
+def parse_config(
+    data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "<dict>"
+) -> GANConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid GAN config ({source}): expected a mapping at the top level")
     merged = _deep_merge(data, overrides or {})

@@ -30,7 +30,9 @@ def _data_key(data_hash: str) -> str:
     return data_hash.split(".")[0][:8]
 
 
-def build_backbone(cfg: EvalConfig, processed_dir: str | Path, data_hash: str, cache_dir: Path, device: str) -> FeatureBackbone:
+def build_backbone(
+    cfg: EvalConfig, processed_dir: str | Path, data_hash: str, cache_dir: Path, device: str
+) -> FeatureBackbone:
     """The configured backbone; the domain one is trained on the train split once per data version."""
     train = load_split(processed_dir, "train") if cfg.backbone == "domain" else None
     return get_backbone(
@@ -49,23 +51,36 @@ def load_backbone(name: str, cache_dir: Path, cfg: EvalConfig, device: str) -> F
     """Reload the backbone a reference was computed with, by its recorded name."""
     if name.startswith("domain:"):
         return load_domain_backbone(cache_path(cache_dir, name.split(":", 1)[1]), device=device)
-    return get_backbone(name, inception_weights=cfg.inception_weights, allow_download=cfg.allow_download, device=device)
+    return get_backbone(
+        name, inception_weights=cfg.inception_weights, allow_download=cfg.allow_download, device=device
+    )
 
 
 def _as_images(uint8: np.ndarray) -> torch.Tensor:
     return to_model_range(torch.from_numpy(np.ascontiguousarray(uint8)))
 
 
-def compute_reference(backbone: FeatureBackbone, processed_dir: str | Path, out: Path, split: str = "val") -> Reference:
+def compute_reference(
+    backbone: FeatureBackbone, processed_dir: str | Path, out: Path, split: str = "val"
+) -> Reference:
     real = load_split(processed_dir, split)
     features = backbone.features(_as_images(real.images))
     stats = FeatureStats.from_features(features, backbone=backbone.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as f:
-        np.savez(f, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n), backbone=np.str_(stats.backbone), features=features)
+        np.savez(
+            f,
+            mu=stats.mu,
+            sigma=stats.sigma,
+            n=np.int64(stats.n),
+            backbone=np.str_(stats.backbone),
+            features=features,
+        )
     warnings = []
     if stats.rank_deficient:
-        warnings.append(f"{stats.n} reference samples <= feature dim {stats.dim}: covariance is rank-deficient")
+        warnings.append(
+            f"{stats.n} reference samples <= feature dim {stats.dim}: covariance is rank-deficient"
+        )
     elif stats.n < 2048:
         warnings.append(f"{stats.n} reference samples (< 2048): the FID has a larger finite-sample bias")
     return Reference(path=out, n=stats.n, dim=stats.dim, warnings=warnings)
@@ -84,21 +99,34 @@ def sampler(generator: Generator, device: str, batch_size: int = 256):
     @torch.no_grad()
     def sample(seed: int, n: int) -> torch.Tensor:
         z, y = generator.sample_inputs(n, seed=seed, device=device)
-        out = [generator(z[i : i + batch_size], None if y is None else y[i : i + batch_size]).float().cpu()
-               for i in range(0, n, batch_size)]
+        out = [
+            generator(z[i : i + batch_size], None if y is None else y[i : i + batch_size]).float().cpu()
+            for i in range(0, n, batch_size)
+        ]
         return torch.cat(out).clamp_(-1, 1)
 
     return sample
 
 
 def score_generator(
-    generator: Generator, backbone: FeatureBackbone, reference_path: str | Path, cfg: EvalConfig, data_hash: str, device: str
+    generator: Generator,
+    backbone: FeatureBackbone,
+    reference_path: str | Path,
+    cfg: EvalConfig,
+    data_hash: str,
+    device: str,
 ) -> dict[str, Any]:
     """FID over ``cfg.n_seeds`` seeds (with a 95% interval), KID, precision/recall, IS: a JSON-able dict."""
     stats, real_features = load_reference(reference_path)
     generator = generator.to(device).eval()
     report = evaluate_samples(
-        backbone, stats, sampler(generator, device), cfg.n_samples, cfg.n_seeds, real_features, data_hash=data_hash,
+        backbone,
+        stats,
+        sampler(generator, device),
+        cfg.n_samples,
+        cfg.n_seeds,
+        real_features,
+        data_hash=data_hash,
         kid_subset_size=min(1000, cfg.n_samples, len(real_features)),
     )
     d = report.to_dict()

@@ -14,18 +14,30 @@ from pipelines.checks import fid_gate, prune_gate
 from pipelines.jobs import new_raw_data_sensor, retrain_job, weekly_retrain
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
 
-ASSETS = [raw_images, processed_dataset, fid_reference, trained_generator, generator_evaluation, pruned_generator, onnx_generator]
+ASSETS = [
+    raw_images,
+    processed_dataset,
+    fid_reference,
+    trained_generator,
+    generator_evaluation,
+    pruned_generator,
+    onnx_generator,
+]
 CHECKS = [fid_gate, prune_gate]
 
 
-def build_resources(workspace_root: str | Path | None = None, store_uri: str | None = None, **overrides) -> dict:
+def build_resources(
+    workspace_root: str | Path | None = None, store_uri: str | None = None, **overrides
+) -> dict:
     """Resources for a workspace; asset values (small dicts of paths and numbers) live in its outputs/."""
     ws = Workspace(root=str(workspace_root)) if workspace_root else Workspace()
     resources = {
         "workspace": ws,
         "gan_config": GanConfigResource(),
         "compute": ComputeResource(),
-        "object_store": ObjectStoreResource(uri=store_uri) if store_uri else ObjectStoreResource(
+        "object_store": ObjectStoreResource(uri=store_uri)
+        if store_uri
+        else ObjectStoreResource(
             uri=os.environ.get("GAN_STORE_URI", str(ws.path / "outputs" / "object_store"))
         ),
         "io_manager": dg.FilesystemIOManager(base_dir=str(ws.path / "outputs" / "dagster_io")),
@@ -34,8 +46,19 @@ def build_resources(workspace_root: str | Path | None = None, store_uri: str | N
     return resources
 
 
-def build_defs(workspace_root: str | Path | None = None, store_uri: str | None = None, **overrides) -> dg.Definitions:
+# Steps run in subprocesses (isolation, like production), one at a time by default: two torch steps on the
+# same CPUs oversubscribe the cores and both crawl. Raise it where steps go to separate machines or GPUs.
+EXECUTOR = dg.multiprocess_executor.configured(
+    {"max_concurrent": int(os.environ.get("GAN_MAX_CONCURRENT_STEPS", "1"))},
+    name="multiprocess_one_at_a_time",
+)
+
+
+def build_defs(
+    workspace_root: str | Path | None = None, store_uri: str | None = None, **overrides
+) -> dg.Definitions:
     return dg.Definitions(
+        executor=EXECUTOR,
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=[retrain_job],

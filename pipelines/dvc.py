@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +21,15 @@ class DvcError(RuntimeError):
 
 @dataclass
 class ReproResult:
-    ran: bool  # False: DVC found deps and params unchanged and skipped the stage
+    ran: bool  # False: DVC skipped the command (deps and params unchanged, or outputs restored from its run-cache)
     output_hash: str  # DVC's md5 of the stage's output (a directory hash ends with ".dir")
     log: str
+    previous_hash: str | None = None  # the output hash in dvc.lock before this repro (None: first run)
+
+    @property
+    def up_to_date(self) -> bool:
+        """Nothing changed: DVC skipped the stage and the output is the one dvc.lock already had."""
+        return not self.ran and self.output_hash == self.previous_hash
 
 
 def _env() -> dict[str, str]:
@@ -34,65 +40,110 @@ def _env() -> dict[str, str]:
     return env
 
 
-def dvc(workspace: Path, *args: str, timeout: float = 3600) -> str:
+def _run(workspace: Path, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("dvc")
-    cmd = [str(exe) if exe.exists() else "dvc", *args]
-    proc = subprocess.run(cmd, cwd=workspace, env=_env(), capture_output=True, text=True, timeout=timeout)
+    # --wait-for-lock: a DVC process outside our lock (a user's `dvc status`) makes DVC wait, not crash.
+    cmd = [str(exe) if exe.exists() else "dvc", "--wait-for-lock", *args]
+    return subprocess.run(cmd, cwd=workspace, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def dvc(workspace: Path, *args: str, timeout: float = 3600) -> str:
+    proc = _run(workspace, args, timeout)
     if proc.returncode != 0:
-        raise DvcError(f"`dvc {' '.join(args)}` failed in {workspace} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise DvcError(
+            f"`dvc {' '.join(args)}` failed in {workspace} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc.stdout + proc.stderr
 
 
 @contextmanager
-def workspace_lock(workspace: Path, log=None, poll: float = 2.0) -> Iterator[None]:
-    """DVC locks the whole repo; instead of crashing on "Unable to acquire lock", wait our turn and say so."""
-    lock_path = workspace / ".dvc" / "tmp" / "dagster-repro.lock"
+def workspace_lock(
+    workspace: Path, log: Callable[[str], None] | None = None, poll: float = 0.2, timeout: float | None = None
+) -> Iterator[None]:
+    """DVC locks the whole repo; instead of crashing on "Unable to acquire lock", wait our turn and say so.
+
+    An OS file lock (``flock``) on a file in ``.dvc/tmp``: it serialises threads (each opens its own file
+    description) and processes alike, and the OS frees it when a holder dies.
+    """
+    lock_path = Path(workspace) / ".dvc" / "tmp" / "dagster-repro.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as fh:
-        waited = 0.0
+        start, told = time.monotonic(), False
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if log and waited == 0:
+                if log and not told:
                     log(f"another DVC step holds {workspace}; waiting for it")
+                    told = True
+                if timeout is not None and time.monotonic() - start > timeout:
+                    raise DvcError(
+                        f"another DVC step held {workspace} for more than {timeout:.0f} s"
+                    ) from None
                 time.sleep(poll)
-                waited += poll
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def stage_output_hash(workspace: Path, stage: str) -> str:
-    lock = yaml.safe_load((workspace / "dvc.lock").read_text())
-    outs = lock["stages"][stage]["outs"]
-    return outs[0]["md5"]
+def stage_output_hash(workspace: Path, stage: str) -> str | None:
+    """The md5 of the stage's first output in dvc.lock (a directory hash ends with ".dir"); None before a run."""
+    lock_file = Path(workspace) / "dvc.lock"
+    if not lock_file.is_file():
+        return None
+    stages = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {})
+    if stage not in stages:
+        return None
+    return stages[stage]["outs"][0]["md5"]
 
 
-def repro(workspace: Path, stage: str, log=None) -> ReproResult:
+def repro(workspace: Path, stage: str, log: Callable[[str], None] | None = None) -> ReproResult:
     with workspace_lock(workspace, log):
+        before = stage_output_hash(workspace, stage)
         out = dvc(workspace, "repro", stage)
-    # DVC prints "Running stage 'x'" only when it executes the command; a skip says "didn't change".
-    return ReproResult(ran=f"Running stage '{stage}'" in out, output_hash=stage_output_hash(workspace, stage), log=out)
+        after = stage_output_hash(workspace, stage)
+    if after is None:
+        raise DvcError(
+            f"`dvc repro {stage}` left no output hash for {stage!r} in {workspace}/dvc.lock:\n{out}"
+        )
+    # DVC prints "Running stage 'x'" only when it executes the command; a skip says "didn't change", and a
+    # run-cache hit ("is cached - skipping run") restores earlier outputs without running.
+    return ReproResult(
+        ran=f"Running stage '{stage}'" in out, output_hash=after, log=out, previous_hash=before
+    )
 
 
-def add(workspace: Path, target: str, log=None) -> str:
+def add(workspace: Path, target: str, log: Callable[[str], None] | None = None) -> str:
     """``dvc add`` a raw-data folder; returns its md5 (the raw data version)."""
     with workspace_lock(workspace, log):
         dvc(workspace, "add", "-q", target)
-    meta = yaml.safe_load((workspace / f"{target}.dvc").read_text())
+    meta = yaml.safe_load((Path(workspace) / f"{target}.dvc").read_text())
     return meta["outs"][0]["md5"]
 
 
-def push(workspace: Path, log=None) -> str:
+def push(workspace: Path, log: Callable[[str], None] | None = None) -> str:
+    """``dvc push`` to the default remote: the raw data and every stage output of the workspace."""
     with workspace_lock(workspace, log):
         return dvc(workspace, "push")
 
 
+def pull(workspace: Path, log: Callable[[str], None] | None = None) -> str:
+    with workspace_lock(workspace, log):
+        return dvc(workspace, "pull")
+
+
+def default_remote(workspace: Path) -> str | None:
+    """The name of the default remote (what a bare ``dvc push`` uses), or None."""
+    proc = _run(workspace, ("remote", "default"), timeout=120)
+    name = proc.stdout.strip()
+    return name if proc.returncode == 0 and name else None
+
+
 def has_remote(workspace: Path) -> bool:
-    return bool(dvc(workspace, "remote", "list").strip())
+    """True when ``dvc push`` has somewhere to go: a default remote is set (``dvc remote add -d``)."""
+    return default_remote(workspace) is not None
 
 
 # Files a workspace needs besides data: the DVC pipeline, its params, and the stage's code deps.
@@ -102,8 +153,8 @@ WORKSPACE_FILES = ("dvc.yaml", "params.yaml", "ganlib/data/preprocess.py", "ganl
 def init_workspace(path: Path, source_root: Path) -> Path:
     """Make ``path`` a git + DVC workspace with this project's data pipeline (for tests and new projects).
 
-    The stage's code deps are copied so that DVC hashes them there; the stage itself runs the installed
-    ``ganlib``.
+    The stage's code deps are copied, and the stage runs those copies by path (see dvc.yaml), so the code
+    DVC hashes is the code that runs.
     """
     import shutil
 
@@ -112,7 +163,11 @@ def init_workspace(path: Path, source_root: Path) -> Path:
         dest = path / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source_root / rel, dest)
-    (path / ".gitignore").write_text("/outputs/\n")
+    # Run outputs and ingestion's staging folders are never versioned (DVC ignores its own data outputs).
+    (path / ".gitignore").write_text(
+        "/outputs/\n/data/raw/*.partial/\n/data/raw/*.old/\n/data/raw/*.download/\n/data/torchvision/\n"
+        "/data/processed.tmp/\n"
+    )
     if not (path / ".git").exists():
         subprocess.run(["git", "init", "-q"], cwd=path, check=True)
     if not (path / ".dvc").exists():

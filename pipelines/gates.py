@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def fid_gate(score: dict[str, Any], champion: dict[str, Any] | None, fid_max: float, tolerance: float) -> dict[str, Any]:
+def fid_gate(
+    score: dict[str, Any], champion: dict[str, Any] | None, fid_max: float, tolerance: float
+) -> dict[str, Any]:
     """Pass when FID is under ``fid_max`` and not a real regression against the champion.
 
     A regression is real when the mean FID is worse than ``champion * (1 + tolerance)`` AND the lower end of
@@ -32,7 +34,9 @@ def fid_gate(score: dict[str, Any], champion: dict[str, Any] | None, fid_max: fl
         limit = champ_fid * (1 + tolerance)
         if fid > limit and ci_low > limit:
             passed = False
-            reasons.append(f"FID {fid:.3f} (CI low {ci_low:.3f}) is worse than champion {champ_fid:.3f} +{tolerance:.0%}")
+            reasons.append(
+                f"FID {fid:.3f} (CI low {ci_low:.3f}) is worse than champion {champ_fid:.3f} +{tolerance:.0%}"
+            )
         else:
             reasons.append(f"not worse than champion {champ_fid:.3f} beyond +{tolerance:.0%}")
     return {
@@ -58,5 +62,7 @@ def prune_gate(fid_before: float, fid_after: float, tolerance: float) -> dict[st
         "fid_before": fid_before,
         "fid_after": fid_after,
         "tolerance": tolerance,
-        "reasons": [f"FID after pruning {fid_after:.3f} vs before {fid_before:.3f}: {verdict} +{tolerance:.0%}"],
+        "reasons": [
+            f"FID after pruning {fid_after:.3f} vs before {fid_before:.3f}: {verdict} +{tolerance:.0%}"
+        ],
     }

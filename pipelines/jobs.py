@@ -91,22 +91,29 @@ def _read_cursor(cursor: str | None) -> dict | None:
     job=retrain_job,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Launches `retrain` when the raw source (params.yaml: ingest.source) has new or changed files. "
-    "The cursor holds a digest of the source's listing; the first tick only records it.",
+    description="Launches `retrain` when the raw source (params.yaml: ingest.source) has new or changed files "
+    "and its listing held still for one tick (an upload in progress is not trained on). The cursor holds a "
+    "digest of the listing; the first tick only records it.",
 )
 def new_raw_data_sensor(context: dg.SensorEvaluationContext, workspace: Workspace):
     source = workspace.params().get("ingest", {}).get("source", "digits")
     digest, count = source_listing_digest(source, workspace.path)
     seen = _read_cursor(context.cursor)
-    context.update_cursor(json.dumps({"digest": digest, "count": count, "source": source}))
     if seen is None:
         # First look: remember what is there; retraining on data the last run already saw would waste a GPU.
+        context.update_cursor(json.dumps({"digest": digest, "count": count, "source": source}))
         return dg.SkipReason(f"recorded {count} files under {source}; waiting for new ones")
     if seen.get("digest") == digest:
+        if seen.get("pending"):  # a change that was undone before it settled
+            context.update_cursor(json.dumps({**seen, "pending": None}))
         return dg.SkipReason(f"no new files under {source} ({count} files)")
     before = seen.get("count")
-    change = f"{before} -> {count} files" if before is not None else f"{count} files"
-    context.log.info(f"raw source {source} changed: {change}")
+    if seen.get("pending") != digest:
+        # Changed since the last tick: files may still be arriving. Launch once the listing holds still.
+        context.update_cursor(json.dumps({**seen, "pending": digest}))
+        return dg.SkipReason(f"{source} changed ({before} -> {count} files); launching once it holds still")
+    context.update_cursor(json.dumps({"digest": digest, "count": count, "source": source}))
+    context.log.info(f"raw source {source} changed and settled: {before} -> {count} files")
     tags = {"trigger": "new_raw_data", "files": str(count)}
     if before is not None:
         tags["files_before"] = str(before)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from pipelines.resources import Workspace
 
@@ -21,13 +20,17 @@ def main() -> int:
     print(f"run folder:     {run_dir}")
     print(f"sample grid:    {run_dir / 'samples.png'}")
     print(f"loss curves:    {run_dir / 'losses.png'}")
-    print(f"{score['label']} = {score['fid']:.3f}  (95% CI {score['fid_ci'][0]:.3f}..{score['fid_ci'][1]:.3f})")
+    print(
+        f"{score['label']} = {score['fid']:.3f}  (95% CI {score['fid_ci'][0]:.3f}..{score['fid_ci'][1]:.3f})"
+    )
     print(f"fid_gate:       {'PASS' if gate['passed'] else 'FAIL'} - {'; '.join(gate['reasons'])}")
     prune = run_dir / "pruned" / "prune.json"
     if prune.is_file():
         p = json.loads(prune.read_text())
-        print(f"pruning:        {p['units_removed']} units removed, params {p['params_before']} -> {p['params_after']}, "
-              f"FID {p['fid_before']:.3f} -> {p['fid_after']:.3f}, prune_gate {'PASS' if p['gate']['passed'] else 'FAIL'}")
+        print(
+            f"pruning:        {p['units_removed']} units removed, params {p['params_before']} -> {p['params_after']}, "
+            f"FID {p['fid_before']:.3f} -> {p['fid_after']:.3f}, prune_gate {'PASS' if p['gate']['passed'] else 'FAIL'}"
+        )
     published = run_dir / "pruned" / "onnx" / "published.json"
     if published.is_file():
         print(f"published:      {json.loads(published.read_text())['uri']}")

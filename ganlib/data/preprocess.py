@@ -1,7 +1,7 @@
 """DVC's ``preprocess`` stage: raw images -> resized, split, uint8 shards + parquet index.
 
 Run by ``dvc repro preprocess`` (see dvc.yaml), never called around DVC by the pipeline:
-    python -m ganlib.data.preprocess --raw data/raw/digits --out data/processed --params params.yaml
+    python ganlib/data/preprocess.py --raw data/raw/digits --out data/processed --params params.yaml
 Deterministic: the same raw files and params give byte-identical outputs (so DVC's hash is stable).
 """
 
@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .shards import write_split
-from .sources import UNLABELLED
+# Only shards: the stage's code deps (dvc.yaml) are this file and shards.py, and they are all it runs.
+if __package__:
+    from .shards import SHARD_SIZE, UNLABELLED, write_split
+else:  # run by path, as dvc.yaml does: the sibling file, i.e. the very copy DVC hashed
+    from shards import SHARD_SIZE, UNLABELLED, write_split  # type: ignore[no-redef]
 
 
 def load_params(path: Path) -> dict:
@@ -61,7 +64,9 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.n
 def preprocess(raw: Path, out: Path, params: dict) -> dict:
     import pandas as pd
 
-    manifest = pd.read_parquet(raw / "manifest.parquet").sort_values("file", kind="stable").reset_index(drop=True)
+    manifest = (
+        pd.read_parquet(raw / "manifest.parquet").sort_values("file", kind="stable").reset_index(drop=True)
+    )
     class_names = sorted(c for c in manifest["label"].unique() if c != UNLABELLED)
     labelled = bool(class_names) and UNLABELLED not in set(manifest["label"])
     label_ids = (
@@ -69,7 +74,9 @@ def preprocess(raw: Path, out: Path, params: dict) -> dict:
         if labelled
         else np.full(len(manifest), -1, np.int64)
     )
-    images = np.stack([load_image(raw / f, params["resolution"], params["channels"]) for f in manifest["file"]])
+    images = np.stack(
+        [load_image(raw / f, params["resolution"], params["channels"]) for f in manifest["file"]]
+    )
     is_val = stratified_split(label_ids, params["val_fraction"], params["split_seed"])
 
     tmp = out.with_name(out.name + ".tmp")
@@ -80,8 +87,16 @@ def preprocess(raw: Path, out: Path, params: dict) -> dict:
         sel = np.flatnonzero(mask)
         write_split(tmp, split, images[sel], label_ids[sel])
         for offset, i in enumerate(sel):
-            rows.append({"split": split, "shard": offset // 4096, "offset": offset % 4096, "label": int(label_ids[i]),
-                         "file": manifest.at[i, "file"], "sha256": manifest.at[i, "sha256"]})
+            rows.append(
+                {
+                    "split": split,
+                    "shard": offset // SHARD_SIZE,
+                    "offset": offset % SHARD_SIZE,
+                    "label": int(label_ids[i]),
+                    "file": manifest.at[i, "file"],
+                    "sha256": manifest.at[i, "sha256"],
+                }
+            )
     pd.DataFrame(rows).to_parquet(tmp / "index.parquet", index=False)
     meta = {
         "resolution": params["resolution"],

@@ -1,5 +1,6 @@
 """Data assets: ingest a source into data/raw/<name> (DVC-tracked), then DVC's preprocess stage."""
 
+from pathlib import Path
 
 import dagster as dg
 
@@ -23,15 +24,17 @@ OWNERS = ["team:ml-platform"]
 )
 def raw_images(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Output[dict]:
     params = workspace.params().get("ingest", {})
-    name, source = params.get("name", "digits"), params.get("source", "digits")
+    name, source = params.get("name", "digits"), str(params.get("source", "digits"))
     raw_dir = workspace.raw_dir(name)
     try:
         report = ingest_source(
-            source,
+            _resolve(source, workspace),
             raw_dir,
             max_reject_fraction=float(params.get("max_reject_fraction", 0.05)),
             allow_download=bool(params.get("allow_download", False)),
             progress=True,
+            download_root=workspace.path / params.get("download_root", "data/torchvision"),
+            endpoint_url=params.get("endpoint_url") or None,
         )
     except IngestError as exc:
         raise dg.Failure(str(exc)) from None
@@ -44,12 +47,22 @@ def raw_images(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Ou
             "source": source,
             "count": report.accepted,
             "rejected": report.rejected,
+            "reject_fraction": round(report.reject_fraction, 4),
             "classes": dg.MetadataValue.json(report.classes),
+            # smallest class / largest class: 1.0 is balanced; a small value warns before training does
+            "class_balance": round(min(report.classes.values()) / max(report.classes.values()), 4),
             "rejects": table(report.rejects[:50], ["file", "reason"]) if report.rejects else "none",
             "dvc_hash": raw_hash,
             "preview": image(preview, "raw preview"),
         },
     )
+
+
+def _resolve(source: str, workspace: Workspace) -> str:
+    """A relative image-folder path in params.yaml is relative to the workspace, not the process's cwd."""
+    if source == "digits" or source.startswith(("torchvision:", "s3://")) or Path(source).is_absolute():
+        return source
+    return str(workspace.path / source)
 
 
 def _preview(raw_dir, n: int = 64):
@@ -81,12 +94,16 @@ def processed_dataset(context: dg.AssetExecutionContext, workspace: Workspace) -
     except dvc.DvcError as exc:
         raise dg.Failure(str(exc)) from None
     context.log.info(result.log)
-    if not result.ran:
+    if result.up_to_date:
         context.log.info("processed_dataset is up to date: DVC skipped the preprocess stage")
-    pushed = False
-    if dvc.has_remote(workspace.path):
-        dvc.push(workspace.path, log=context.log.info)
-        pushed = True
+    elif not result.ran:
+        context.log.info("DVC restored the preprocess outputs for these deps and params from its run-cache")
+    remote = dvc.default_remote(workspace.path)
+    if remote:
+        try:
+            dvc.push(workspace.path, log=context.log.info)
+        except dvc.DvcError as exc:
+            raise dg.Failure(f"dvc push to remote {remote!r} failed: {exc}") from None
     meta = read_meta(workspace.processed_dir)
     val = load_split(workspace.processed_dir, "val")
     preview = save_grid(val.images[:64], workspace.outputs("processed_dataset") / "val-preview.png", nrow=16)
@@ -95,14 +112,21 @@ def processed_dataset(context: dg.AssetExecutionContext, workspace: Workspace) -
         data_version=dg.DataVersion(result.output_hash),
         metadata={
             "dvc_hash": result.output_hash,
-            "up_to_date": not result.ran,
-            "status": "up to date (DVC skipped the stage)" if not result.ran else "preprocessed",
+            "up_to_date": result.up_to_date,
+            "status": _status(result),
             "train": meta["counts"]["train"],
             "val": meta["counts"]["val"],
             "resolution": meta["resolution"],
             "classes": len(meta["class_names"]),
             "params": dg.MetadataValue.json(meta["params"]),
-            "pushed_to_remote": pushed,
+            "pushed_to_remote": bool(remote),
+            "dvc_remote": remote or "none configured",
             "val_preview": image(preview, "val preview"),
         },
     )
+
+
+def _status(result: dvc.ReproResult) -> str:
+    if result.up_to_date:
+        return "up to date (DVC skipped the stage)"
+    return "preprocessed" if result.ran else "restored from DVC's run-cache"

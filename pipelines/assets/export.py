@@ -4,7 +4,6 @@ It re-reads both gate decisions before publishing, so a single-asset materializa
 blocking checks of upstream assets) can never ship an ungated model.
 """
 
-
 import json
 import subprocess
 from datetime import UTC, datetime
@@ -12,19 +11,24 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.resources import GanConfigResource, ObjectStoreResource, REPO_ROOT
+from pipelines.resources import REPO_ROOT, GanConfigResource, ObjectStoreResource
 
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
 
 
 def refuse_ungated(generator_evaluation: dict, pruned_generator: dict) -> None:
-    for name, decision in (("fid_gate", generator_evaluation.get("gate")), ("prune_gate", pruned_generator.get("gate"))):
+    for name, decision in (
+        ("fid_gate", generator_evaluation.get("gate")),
+        ("prune_gate", pruned_generator.get("gate")),
+    ):
         if not decision or not decision.get("passed"):
             reasons = "; ".join((decision or {}).get("reasons", ["no gate decision recorded"]))
             raise dg.Failure(f"refusing to export: {name} did not pass ({reasons}). Nothing was uploaded.")
@@ -102,7 +106,12 @@ def onnx_generator(
         raise dg.Failure(f"publishing to the object store failed: {exc}") from None
     (out_dir / "published.json").write_text(json.dumps({"uri": published.uri, "version": version}, indent=2))
     return dg.Output(
-        {"uri": published.uri, "version": version, "sha256": published.sha256, "model": cfg.export.model_name},
+        {
+            "uri": published.uri,
+            "version": version,
+            "sha256": published.sha256,
+            "model": cfg.export.model_name,
+        },
         metadata={
             "uri": published.uri,
             "version": version,

@@ -1,6 +1,5 @@
 """Model assets: the FID reference, training, evaluation (with the gate decision) and pruning."""
 
-
 import json
 from pathlib import Path
 
@@ -37,13 +36,23 @@ def fid_reference(
     cfg = gan_config.load()
     data_hash = processed_dataset["dvc_hash"]
     out_dir = workspace.outputs("fid_reference", _short(data_hash))
-    backbone = build_backbone(cfg.eval, processed_dataset["path"], data_hash, workspace.outputs("backbones"), compute.torch_device())
-    ref = compute_reference(backbone, processed_dataset["path"], out_dir / f"{backbone.name.replace(':', '-')}.npz")
+    backbone = build_backbone(
+        cfg.eval, processed_dataset["path"], data_hash, workspace.outputs("backbones"), compute.torch_device()
+    )
+    ref = compute_reference(
+        backbone, processed_dataset["path"], out_dir / f"{backbone.name.replace(':', '-')}.npz"
+    )
     return dg.Output(
         {"stats_path": str(ref.path), "backbone": backbone.name, "n": ref.n, "data_hash": data_hash},
         data_version=dg.DataVersion(f"{backbone.name}@{data_hash}"),
-        metadata={"backbone": backbone.name, "weights_sha256": backbone.weights_sha256, "samples": ref.n,
-                  "feature_dim": ref.dim, "stats": str(ref.path), "warnings": "; ".join(ref.warnings) or "none"},
+        metadata={
+            "backbone": backbone.name,
+            "weights_sha256": backbone.weights_sha256,
+            "samples": ref.n,
+            "feature_dim": ref.dim,
+            "stats": str(ref.path),
+            "warnings": "; ".join(ref.warnings) or "none",
+        },
     )
 
 
@@ -75,7 +84,9 @@ def trained_generator(
     split = load_split(processed_dataset["path"], "train")
 
     def on_log(step: int, values: dict[str, float]) -> None:
-        context.log.info(f"step {step}/{cfg.train.steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+        context.log.info(
+            f"step {step}/{cfg.train.steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        )
 
     try:
         result = train(cfg, split, run_dir, resume=True, progress=True, on_log=on_log)
@@ -136,6 +147,7 @@ def generator_evaluation(
     object_store: ObjectStoreResource,
 ) -> dg.Output[dict]:
     from ganlib.evaluation import load_backbone, score_generator
+    from ganlib.latent import save_interpolation_strip
     from ganlib.models import load_generator
     from ganlib.store import StoreError, read_latest, read_manifest
     from ganlib.viz import save_grid
@@ -144,7 +156,9 @@ def generator_evaluation(
     device = compute.torch_device()
     generator = load_generator(trained_generator["checkpoint"]).to(device)
     backbone = load_backbone(fid_reference["backbone"], workspace.outputs("backbones"), cfg.eval, device)
-    score = score_generator(generator, backbone, fid_reference["stats_path"], cfg.eval, fid_reference["data_hash"], device)
+    score = score_generator(
+        generator, backbone, fid_reference["stats_path"], cfg.eval, fid_reference["data_hash"], device
+    )
 
     # The champion is the last model that passed and was exported: `latest` in the object store.
     try:
@@ -155,8 +169,11 @@ def generator_evaluation(
         raise dg.Failure(f"cannot read the champion from the object store: {exc}") from None
     champion_score = None
     if champion and champion["fid"].get("value") is not None:
-        champion_score = {"fid": champion["fid"]["value"], "backbone": champion["fid"].get("backbone"),
-                          "version": champion["version"]}
+        champion_score = {
+            "fid": champion["fid"]["value"],
+            "backbone": champion["fid"].get("backbone"),
+            "version": champion["version"],
+        }
     decision = gates.fid_gate(score, champion_score, cfg.eval.fid_max, cfg.eval.champion_tolerance)
     out_dir = Path(trained_generator["run_dir"])
     report = {"score": score, "gate": decision, "checkpoint": trained_generator["checkpoint"]}
@@ -166,6 +183,8 @@ def generator_evaluation(
     z, y = generator.sample_inputs(100, seed=1)
     with torch.no_grad():
         grid_path = save_grid(generator(z, y).cpu().numpy(), out_dir / "evaluation-samples.png")
+    # Smooth paths between latents are a quick visual check against memorisation (Radford et al.).
+    strip_path = save_interpolation_strip(generator, out_dir / "evaluation-interpolation.png", seed=1)
     label = score["label"]
     return dg.Output(
         report,
@@ -184,6 +203,7 @@ def generator_evaluation(
             "gate_reasons": "; ".join(decision["reasons"]),
             "protocol": dg.MetadataValue.json(score["protocol"]),
             "samples": image(grid_path, "evaluation samples"),
+            "interpolation": image(strip_path, "spherical interpolation between latents, one per row"),
             "report": dg.MetadataValue.path(str(out_dir / "evaluation.json")),
         },
     )

@@ -8,17 +8,18 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
+from workspace_helpers import make_workspace, tiny_overrides
 
 from pipelines.definitions import ASSETS, CHECKS, build_resources
 from pipelines.resources import GanConfigResource
-
-from workspace_helpers import make_workspace, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
 
 def _materialize(ws: Path, store: Path, overrides: str, selection=None, instance=None):
-    resources = build_resources(ws, str(store), gan_config=GanConfigResource(name="default", overrides_json=overrides))
+    resources = build_resources(
+        ws, str(store), gan_config=GanConfigResource(name="default", overrides_json=overrides)
+    )
     return dg.materialize(
         [*ASSETS, *CHECKS],
         resources=resources,
@@ -85,7 +86,7 @@ def test_onnx_output_matches_torch_in_a_fresh_process(chain, tmp_path):
 
     from ganlib.models import load_generator
 
-    ws, store, result, _ = chain
+    ws, store, _, _ = chain
     latest = json.loads((store / "digits-tiny" / "latest.json").read_text())
     onnx_path = store / "digits-tiny" / latest["version"] / "generator.onnx"
     pruned = json.loads(next((ws / "outputs" / "train").glob("*/pruned/prune.json")).read_text())
@@ -110,8 +111,13 @@ def test_onnx_output_matches_torch_in_a_fresh_process(chain, tmp_path):
 def test_second_run_reuses_dvc_and_checkpoint(chain):
     """Re-materializing with unchanged data and params: DVC skips the stage, training resumes at the end."""
     ws, store, _, instance = chain
-    result = _materialize(ws, store, tiny_overrides(), selection=["raw_images", "processed_dataset", "trained_generator"],
-                          instance=instance)
+    result = _materialize(
+        ws,
+        store,
+        tiny_overrides(),
+        selection=["raw_images", "processed_dataset", "trained_generator"],
+        instance=instance,
+    )
     assert result.success
     processed = _meta(result, "processed_dataset")
     assert processed["up_to_date"] is True
@@ -136,8 +142,14 @@ def test_export_alone_refuses_an_ungated_model(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     overrides = tiny_overrides(eval={"fid_max": 1e-9}, train={"steps": 20})
     # Build everything up to the pruned generator while ignoring the gate (checks not selected).
-    upstream = ["raw_images", "processed_dataset", "fid_reference", "trained_generator", "generator_evaluation",
-                "pruned_generator"]
+    upstream = [
+        "raw_images",
+        "processed_dataset",
+        "fid_reference",
+        "trained_generator",
+        "generator_evaluation",
+        "pruned_generator",
+    ]
     first = _materialize(ws, store, overrides, selection=upstream, instance=instance)
     assert first.success
     second = _materialize(ws, store, overrides, selection=["onnx_generator"], instance=instance)
