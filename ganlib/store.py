@@ -30,20 +30,23 @@ Layout (the contract; ``<prefix>`` is the store's root: a directory or ``s3://bu
 Publish protocol and guarantees (``publish``):
 
 1. refuse if the version's manifest exists (versions are immutable);
-2. upload ``generator.onnx``;
-3. write ``manifest.json`` *exclusively* (S3 ``If-None-Match: *``; a hard link locally): of two publishers
-   of the same version only one commits;
+2. create ``generator.onnx`` *exclusively* (S3 ``If-None-Match: *``; a hard link locally). If it exists
+   without a manifest (a crashed or a concurrent publish of the same version) identical bytes are
+   accepted (a retry), other bytes are refused: a losing publisher never overwrites what a winner commits;
+3. write ``manifest.json`` exclusively, the commit: of two publishers of one version only one commits;
 4. verify: re-read the ONNX object and the manifest, check sha256/size;
 5. move ``latest.json`` with compare-and-swap (S3 ``If-Match: <etag>``; a file lock locally), and only
    forward: it moves to a version only if that version's ``(created_at, version)`` is newer than the
    current one. ``set_latest`` moves it anywhere (rollback).
 
-So a reader that follows ``latest`` always finds a committed, verified version; a publish that dies half
-way leaves at most an orphan ``generator.onnx`` without a manifest, which no reader follows and a retry
-of the same version overwrites. Two concurrent publishes of different versions leave ``latest`` on the
-newer one. Caveat: the guarantees rest on the server's conditional writes. AWS S3 implements them
-atomically; moto and some S3-compatible servers check-then-write, and servers that ignore the headers
-degrade steps 3 and 5 to last-writer-wins (still a complete version, maybe not the newest).
+So a reader that follows ``latest`` always finds a committed, verified version. A publish that dies half
+way leaves at most an orphan ``generator.onnx`` without a manifest: no reader follows it, a retry with the
+same bytes completes the version, and other bytes need a new version name (or the orphan deleted by
+hand). Two concurrent publishes of different versions leave ``latest`` on the newer one, both complete.
+
+Caveat: the guarantees rest on the server's conditional writes. AWS S3 implements ``If-None-Match`` and
+``If-Match`` atomically; moto checks then writes (a tiny race window); servers that ignore the headers
+degrade steps 2, 3 and 5 to last-writer-wins. Readers still verify sha256 on every pull.
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ class Store(Protocol):
         """Write atomically. ``if_none_match``: only if absent; ``if_match``: only if the etag is unchanged.
         A lost condition raises ``PreconditionFailed``."""
 
-    def put_file(self, key: str, path: str | Path) -> None: ...
+    def put_file(self, key: str, path: str | Path, *, if_none_match: bool = False) -> None: ...
 
     def get_bytes(self, key: str) -> bytes:
         """Raises ``ObjectNotFound`` when the key is absent."""
@@ -199,6 +202,20 @@ class LocalStore:
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*_check_key(key).split("/"))
+
+    @contextlib.contextmanager
+    def _os_errors(self, what: str, key: str) -> Iterator[None]:
+        """Disk full, permissions, a file where a directory should be: one ``StoreError`` naming the path."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            if what == "read":
+                raise ObjectNotFound(f"{self.uri_for(key)} does not exist") from None
+            raise StoreError(f"cannot {what} {self.uri_for(key)}: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot {what} {self.uri_for(key)}: {exc.strerror or exc}") from None
 
     def uri_for(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -256,10 +273,14 @@ class LocalStore:
         self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
     ) -> None:
         dest = self._path(key)
-        tmp = self._write_tmp(bytes(data))
-        if if_match is None:
-            self._commit(tmp, dest, if_none_match, key)
-            return
+        with self._os_errors("write", key):
+            tmp = self._write_tmp(bytes(data))
+            if if_match is None:
+                self._commit(tmp, dest, if_none_match, key)
+            else:
+                self._swap(key, tmp, dest, if_match)
+
+    def _swap(self, key: str, tmp: Path, dest: Path, if_match: str) -> None:
         with self._key_lock(key):
             current = self.get_with_etag(key)
             if current is None or current[1] != if_match:
@@ -267,15 +288,15 @@ class LocalStore:
                 raise PreconditionFailed(f"{self.uri_for(key)} changed since it was read")
             self._commit(tmp, dest, False, key)
 
-    def put_file(self, key: str, path: str | Path) -> None:
+    def put_file(self, key: str, path: str | Path, *, if_none_match: bool = False) -> None:
         dest = self._path(key)
-        self._commit(self._write_tmp(Path(path)), dest, False, key)
+        with self._os_errors("write", key):
+            self._commit(self._write_tmp(Path(path)), dest, if_none_match, key)
 
     def get_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            raise ObjectNotFound(f"{self.uri_for(key)} does not exist") from None
+        path = self._path(key)
+        with self._os_errors("read", key):
+            return path.read_bytes()
 
     def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
         try:
@@ -286,9 +307,7 @@ class LocalStore:
 
     def get_file(self, key: str, dest: str | Path) -> None:
         src = self._path(key)
-        if not src.is_file():
-            raise ObjectNotFound(f"{self.uri_for(key)} does not exist")
-        with open(src, "rb") as fin, open(dest, "wb") as fout:
+        with self._os_errors("read", key), open(src, "rb") as fin, open(dest, "wb") as fout:
             while chunk := fin.read(_CHUNK):
                 fout.write(chunk)
 
@@ -473,13 +492,14 @@ class S3Store:
             lambda: self._client.put_object(Bucket=self.bucket, Key=k, Body=bytes(data), **extra),
         )
 
-    def put_file(self, key: str, path: str | Path) -> None:
+    def put_file(self, key: str, path: str | Path, *, if_none_match: bool = False) -> None:
         k = self._key(key)
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
 
         def put() -> None:
             # One PUT (up to 5 GB; a single-file ONNX is < 2 GB). The file is seekable, so botocore can retry.
             with open(path, "rb") as f:
-                self._client.put_object(Bucket=self.bucket, Key=k, Body=f)
+                self._client.put_object(Bucket=self.bucket, Key=k, Body=f, **extra)
 
         self._call("upload", key, put)
 
@@ -677,12 +697,13 @@ def publish(
     manifest = build_manifest(model, version, sha, size, manifest_fields)
     body = _json_bytes(manifest)
 
-    store.put_file(okey, onnx_path)
+    _upload_onnx_exclusively(store, okey, onnx_path, sha, f"{model}/{version}")
     try:
         store.put_bytes(mkey, body, if_none_match=True)
     except PreconditionFailed:
         # Ours if a retried PUT already landed; otherwise a concurrent publisher of this version won.
-        if store.get_bytes(mkey) != body:
+        existing = store.get_with_etag(mkey)
+        if existing is None or existing[0] != body:
             raise VersionExistsError(
                 f"{model}/{version} was published concurrently at {store.uri_for(mkey)}; versions are immutable"
             ) from None
@@ -702,6 +723,25 @@ def publish(
         size=size,
         latest_version=latest_version,
         latest_moved=moved,
+    )
+
+
+def _upload_onnx_exclusively(store: Store, key: str, path: str | Path, sha: str, name: str) -> None:
+    """Create generator.onnx only if absent, so a losing concurrent publisher can never overwrite the bytes
+    a winner committed. Existing identical bytes (a retry, or a twin publisher) are accepted."""
+    try:
+        store.put_file(key, path, if_none_match=True)
+        return
+    except PreconditionFailed:
+        pass
+    with tempfile.TemporaryDirectory(prefix="gan-publish-") as d:
+        tmp = Path(d) / ONNX_NAME
+        store.get_file(key, tmp)
+        if sha256_file(tmp)[0] == sha:
+            return
+    raise VersionExistsError(
+        f"{name}: {store.uri_for(key)} exists with other bytes and no manifest yet: a concurrent publish of "
+        "this version is in progress, or one was abandoned. Publish under a new version (or delete the orphan)."
     )
 
 

@@ -55,8 +55,11 @@ def closed_port() -> int:
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """A threaded moto server on an ephemeral loopback port; yields its endpoint URL."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access-log line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -111,7 +114,11 @@ def moto_server_process(auth: bool = True, timeout: float = 30.0) -> Iterator[Au
         key_id, secret = "unused", "unused"
         if auth:
             out = subprocess.run(
-                [sys.executable, "-c", _AUTH_BOOTSTRAP, endpoint], env=env, capture_output=True, text=True, check=True
+                [sys.executable, "-c", _AUTH_BOOTSTRAP, endpoint],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             key_id, secret = json.loads(out.stdout)
         yield AuthServer(endpoint, key_id, secret)

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 SHARD_SIZE = 4096
+# The raw layout's class folder for images without a label (their shard label is -1). It lives here, in a
+# file the preprocess stage copies into a workspace, so the stage runs without the rest of ganlib.
+UNLABELLED = "_unlabelled"
 
 
 @dataclass
@@ -40,7 +43,10 @@ def write_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray) 
     out.mkdir(parents=True, exist_ok=True)
     names = []
     for i, start in enumerate(range(0, max(len(images), 1), SHARD_SIZE)):
-        np.save(out / f"images-{i:05d}.npy", np.ascontiguousarray(images[start : start + SHARD_SIZE], dtype=np.uint8))
+        np.save(
+            out / f"images-{i:05d}.npy",
+            np.ascontiguousarray(images[start : start + SHARD_SIZE], dtype=np.uint8),
+        )
         np.save(out / f"labels-{i:05d}.npy", labels[start : start + SHARD_SIZE].astype(np.int64))
         names.append(f"{split}/images-{i:05d}.npy")
     return names
@@ -49,7 +55,9 @@ def write_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray) 
 def read_meta(root: str | Path) -> dict[str, Any]:
     path = Path(root) / "meta.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no processed dataset at {root} (missing meta.json): run the preprocess stage first")
+        raise FileNotFoundError(
+            f"no processed dataset at {root} (missing meta.json): run the preprocess stage first"
+        )
     return json.loads(path.read_text())
 
 

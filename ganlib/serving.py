@@ -1,0 +1,319 @@
+"""What a downstream service imports: pull a published generator, verify it, run it with ONNX Runtime.
+
+Needs only numpy, onnxruntime, the standard library, boto3 (for ``s3://``, imported lazily) and pillow
+(for PNGs, imported lazily): no torch, dagster or dvc anywhere on the import path.
+
+    from ganlib.serving import pull, OnnxGenerator
+    pulled = pull("s3://models/gan", "digits")          # latest; verified sha256 + size; cached
+    gen = OnnxGenerator(pulled.path)                    # CUDA provider if really available, else CPU
+    images = gen.generate(16, seed=0)                   # uint8 [16, H, W, C]
+
+Latents are drawn with numpy (``default_rng(seed).standard_normal``), so a seed gives the same images on
+every machine and provider up to float rounding, but not the same latents as ``torch.randn``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from .store import (
+    ChecksumError,
+    ObjectNotFound,
+    Store,
+    StoreError,
+    onnx_key,
+    open_store,
+    read_latest,
+    read_manifest,
+    sha256_file,
+    validate_name,
+)
+
+__all__ = [
+    "ChecksumError",
+    "OnnxGenerator",
+    "ProviderError",
+    "PulledModel",
+    "StoreError",
+    "default_cache_dir",
+    "interpolation_path",
+    "make_grid",
+    "pull",
+    "slerp",
+    "to_png",
+    "to_uint8",
+]
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class ProviderError(RuntimeError):
+    """The caller demanded the GPU and ONNX Runtime is not really running on it."""
+
+
+@dataclass(frozen=True)
+class PulledModel:
+    path: Path  # the verified generator.onnx in the local cache
+    manifest: dict[str, Any]
+    from_cache: bool  # True when a verified cached copy was reused
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["sha256"]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GAN_CACHE_DIR") or Path.home() / ".cache" / "gan-workflow")
+
+
+def _matches(path: Path, manifest: dict[str, Any]) -> bool:
+    if not path.is_file() or path.stat().st_size != manifest["size"]:
+        return False
+    return sha256_file(path) == (manifest["sha256"], manifest["size"])
+
+
+def _temp_in(directory: Path, suffix: str) -> Path:
+    """A unique temp file beside its final name (same filesystem, so os.replace is atomic)."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".download-", suffix=suffix)
+    os.close(fd)
+    return Path(name)
+
+
+def pull(
+    uri: str | Path | Store,
+    model: str,
+    version: str = "latest",
+    cache_dir: str | Path | None = None,
+) -> PulledModel:
+    """Resolve ``version`` (``latest`` reads latest.json), download generator.onnx into the cache and
+    verify its sha256 and size against the manifest. A verified cached copy is reused without download;
+    a download that does not verify raises ``ChecksumError`` and leaves nothing in the cache."""
+    store = open_store(uri) if isinstance(uri, str | Path) else uri
+    validate_name(model, "model")
+    if version == "latest":
+        latest = read_latest(store, model)
+        if latest is None:
+            raise ObjectNotFound(f"no published version of '{model}' at {store.uri}: latest.json is missing")
+        version = latest["version"]
+    manifest = read_manifest(store, model, version)
+
+    # One cache subtree per store, so two stores with the same model names never share files.
+    store_id = hashlib.sha256(store.uri.encode()).hexdigest()[:16]
+    target_dir = Path(cache_dir or default_cache_dir()) / store_id / model / version
+    target = target_dir / "generator.onnx"
+    if _matches(target, manifest):
+        return PulledModel(target, manifest, from_cache=True)
+
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)  # a cached copy that failed verification is never served again
+    tmp = _temp_in(target_dir, ".onnx")
+    try:
+        store.get_file(onnx_key(model, version), tmp)
+        sha, size = sha256_file(tmp)
+        if (sha, size) != (manifest["sha256"], manifest["size"]):
+            raise ChecksumError(
+                f"{store.uri_for(onnx_key(model, version))}: downloaded sha256 {sha} / {size} bytes, "
+                f"manifest says {manifest['sha256']} / {manifest['size']} bytes; not cached"
+            )
+        os.replace(tmp, target)  # only verified bytes ever carry the final name
+    finally:
+        tmp.unlink(missing_ok=True)
+    # A copy for humans and offline inspection; the store's manifest stays the authority.
+    tmp_manifest = _temp_in(target_dir, ".json")
+    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(tmp_manifest, target_dir / "manifest.json")
+    return PulledModel(target, manifest, from_cache=False)
+
+
+# ------------------------------------------------------------------------------------------------ images
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C]."""
+    x = np.clip((images.astype(np.float32) + 1.0) * 127.5, 0, 255)
+    return np.rint(x).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def make_grid(
+    images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 0
+) -> np.ndarray:
+    """uint8 [N, H, W, C] -> one uint8 [H', W', C] image, ``nrow`` images per row (default ~sqrt(N))."""
+    n, h, w, c = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, np.uint8)
+    for i, img in enumerate(images):
+        r, col = divmod(i, nrow)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        grid[y : y + h, x : x + w] = img
+    return grid
+
+
+def to_png(image: np.ndarray) -> bytes:
+    """uint8 [H, W, C] (C = 1 or 3) -> PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    arr = image[:, :, 0] if image.shape[2] == 1 else image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation (the path Gaussian latents actually live near); lerp when nearly parallel."""
+    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
+    t = np.asarray(t, np.float64)[:, None]
+    cos = np.dot(z0, z1) / (np.linalg.norm(z0) * np.linalg.norm(z1) + 1e-12)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return (1 - t) * z0 + t * z1
+    return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
+
+
+def interpolation_path(z0: np.ndarray, z1: np.ndarray, steps: int, spherical: bool = True) -> np.ndarray:
+    """``steps`` latents (float32 [steps, D]) evenly spaced in t from ``z0`` to ``z1``, endpoints included;
+    the same path as ``ganlib.latent.interpolation_path`` (both compute in float64)."""
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    z0, z1 = np.ravel(z0), np.ravel(z1)
+    if z0.shape != z1.shape:
+        raise ValueError(f"z0 and z1 differ in shape: {list(z0.shape)} vs {list(z1.shape)}")
+    t = np.linspace(0.0, 1.0, steps)
+    if spherical:
+        return slerp(z0, z1, t).astype(np.float32)
+    z0, z1 = z0.astype(np.float64), z1.astype(np.float64)
+    return ((1 - t[:, None]) * z0 + t[:, None] * z1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ runtime
+class OnnxGenerator:
+    """An exported generator in an ONNX Runtime session.
+
+    ``device``: ``auto`` (CUDA when ONNX Runtime offers it, else CPU), ``cpu``, or ``cuda`` (demand it).
+    With ``device="cuda"`` or ``require_gpu=True`` a session that did not really get CUDA (missing
+    onnxruntime-gpu, CUDA/cuDNN libraries, or a GPU) raises ``ProviderError`` instead of quietly using the
+    CPU. ``provider`` is what the session really runs on, read back from ONNX Runtime.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        require_gpu: bool = False,
+        batch_size: int = 64,
+        num_classes: int | None = None,
+    ) -> None:
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
+        want_gpu = device == "cuda" or require_gpu
+        if want_gpu and device == "cpu":
+            raise ValueError("require_gpu=True contradicts device='cpu'")
+        available = ort.get_available_providers()
+        if device == "cpu":
+            providers = [CPU]
+        elif want_gpu or CUDA in available:
+            providers = [CUDA, CPU]
+        else:
+            providers = [CPU]
+        if want_gpu and CUDA not in available:
+            raise ProviderError(
+                f"the GPU was demanded but this onnxruntime offers only {available}: "
+                "install onnxruntime-gpu matching the CUDA version"
+            )
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), providers=providers)
+        # ONNX Runtime falls back to CPU (with a log line) when CUDA fails to initialise: check what it did.
+        self.providers: list[str] = self.session.get_providers()
+        self.provider: str = self.providers[0]
+        if want_gpu and self.provider != CUDA:
+            raise ProviderError(
+                f"the GPU was demanded but ONNX Runtime runs {self.path.name} on {self.providers}"
+            )
+        self.batch_size = batch_size
+
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if "z" not in inputs:
+            raise ValueError(f"{self.path}: no input named 'z' (inputs: {sorted(inputs)})")
+        z_shape = inputs["z"].shape
+        self.z_dim = int(z_shape[1]) if isinstance(z_shape[1], int) else int(self.metadata["z_dim"])
+        self.conditional = "class_id" in inputs
+        meta_classes = int(self.metadata.get("num_classes", 0))
+        self.num_classes = num_classes if num_classes is not None else meta_classes
+        if self.conditional and not self.num_classes:
+            raise ValueError(
+                f"{self.path} is class-conditional but no num_classes is known: pass num_classes="
+            )
+        if not self.conditional:
+            self.num_classes = 0
+
+    def __repr__(self) -> str:
+        return f"OnnxGenerator({str(self.path)!r}, provider={self.provider!r}, z_dim={self.z_dim}, num_classes={self.num_classes})"
+
+    def latents(self, n: int, seed: int = 0) -> np.ndarray:
+        return np.random.default_rng(seed).standard_normal((n, self.z_dim), dtype=np.float32)
+
+    def _class_ids(self, n: int, class_id: int | np.ndarray | list[int] | None) -> np.ndarray | None:
+        if not self.conditional:
+            if class_id is not None:
+                raise ValueError("this generator is unconditional: class_id must be None")
+            return None
+        if class_id is None:
+            return (np.arange(n) % self.num_classes).astype(np.int64)  # balanced
+        ids = np.broadcast_to(np.asarray(class_id, dtype=np.int64), (n,)).copy()
+        if ids.min() < 0 or ids.max() >= self.num_classes:
+            raise ValueError(f"class_id must be in [0, {self.num_classes}), got {np.unique(ids).tolist()}")
+        return ids
+
+    def run(self, z: np.ndarray, class_id: np.ndarray | None = None) -> np.ndarray:
+        """Raw output: float32 [N, C, H, W] in [-1, 1], computed in chunks of ``batch_size``."""
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
+        ids = self._class_ids(len(z), class_id)
+        outs = []
+        for s in range(0, len(z), self.batch_size):
+            feeds = {"z": z[s : s + self.batch_size]}
+            if ids is not None:
+                feeds["class_id"] = ids[s : s + self.batch_size]
+            outs.append(self.session.run(["image"], feeds)[0])
+        return np.concatenate(outs)
+
+    def generate(
+        self, n: int, seed: int = 0, class_id: int | np.ndarray | list[int] | None = None
+    ) -> np.ndarray:
+        """``n`` images as uint8 [N, H, W, C]; conditional models get balanced classes unless told."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        return to_uint8(self.run(self.latents(n, seed), class_id))
+
+    def interpolate(
+        self,
+        z0: np.ndarray,
+        z1: np.ndarray,
+        steps: int,
+        spherical: bool = True,
+        class_id: int | None = None,
+    ) -> np.ndarray:
+        """``steps`` images along the path from latent ``z0`` to ``z1`` (uint8 [steps, H, W, C]).
+        Conditional models use ``class_id`` (default 0) for every step."""
+        zs = interpolation_path(z0, z1, steps, spherical)
+        if self.conditional and class_id is None:
+            class_id = 0
+        return to_uint8(self.run(zs, class_id))
