@@ -32,6 +32,7 @@ run: setup
 	$(BIN)/python -m pipelines.summary
 
 test: setup
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 lint: setup

@@ -11,7 +11,7 @@ from pipelines.assets.data import processed_dataset, raw_images
 from pipelines.assets.export import onnx_generator
 from pipelines.assets.model import fid_reference, generator_evaluation, pruned_generator, trained_generator
 from pipelines.checks import fid_gate, prune_gate
-from pipelines.jobs import new_raw_data_sensor, retrain_job, weekly_retrain
+from pipelines.jobs import executor_from_env, new_raw_data_sensor, retrain_job, weekly_retrain
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
 
 ASSETS = [
@@ -58,7 +58,7 @@ def build_defs(
     workspace_root: str | Path | None = None, store_uri: str | None = None, **overrides
 ) -> dg.Definitions:
     return dg.Definitions(
-        executor=EXECUTOR,
+        executor=executor_from_env() or EXECUTOR,
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=[retrain_job],

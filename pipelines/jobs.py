@@ -36,7 +36,6 @@ retrain_job = dg.define_asset_job(
     description="Materializes the whole chain: ingest -> DVC preprocess -> train -> evaluate (fid_gate) -> "
     "prune (prune_gate) -> ONNX export to the object store.",
     tags={"team": "ml-platform"},
-    executor_def=executor_from_env(),
 )
 
 weekly_retrain = dg.ScheduleDefinition(

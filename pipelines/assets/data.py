@@ -19,7 +19,7 @@ OWNERS = ["team:ml-platform"]
     kinds={"dvc", "pandas"},
     owners=OWNERS,
     pool="dvc",
-    description="Pulls the configured source (params.yaml: ingest) into data/raw/<name>/, validating every "
+    description="Pulls the configured source (params.yaml: ingest) into `data/raw/NAME/`, validating every "
     "file; rejects are listed with their reason. The folder is tracked with `dvc add`.",
 )
 def raw_images(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Output[dict]:

@@ -5,6 +5,7 @@ blocking checks of upstream assets) can never ship an ungated model.
 """
 
 import json
+import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,9 @@ from pipelines.resources import REPO_ROOT, GanConfigResource, ObjectStoreResourc
 
 
 def _git_commit() -> str:
+    """The code's commit: from git, or GAN_GIT_COMMIT where the image has no .git (set at docker build)."""
+    if os.environ.get("GAN_GIT_COMMIT"):
+        return os.environ["GAN_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
@@ -31,13 +35,18 @@ def refuse_ungated(generator_evaluation: dict, pruned_generator: dict) -> None:
     ):
         if not decision or not decision.get("passed"):
             reasons = "; ".join((decision or {}).get("reasons", ["no gate decision recorded"]))
-            raise dg.Failure(f"refusing to export: {name} did not pass ({reasons}). Nothing was uploaded.")
+            raise dg.Failure(
+                f"refusing to export: {name} did not pass ({reasons}). Nothing was uploaded.",
+                allow_retries=False,
+            )
 
 
 @dg.asset(
     group_name="delivery",
     kinds={"onnx", "s3"},
     owners=["team:ml-platform"],
+    # Transient store/network failures retry the step; deliberate refusals say allow_retries=False.
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
     description="Exports the pruned EMA generator to ONNX, checks ONNX Runtime parity against PyTorch, then "
     "publishes generator.onnx + manifest.json under a new immutable version and moves `latest`.",
 )
@@ -78,7 +87,7 @@ def onnx_generator(
     try:
         parity = check_parity(generator, onnx_path, atol=cfg.export.parity_atol)
     except ParityError as exc:
-        raise dg.Failure(f"ONNX parity check failed, nothing uploaded: {exc}") from None
+        raise dg.Failure(f"ONNX parity check failed, nothing uploaded: {exc}", allow_retries=False) from None
     try:
         published = publish(
             object_store.open(),

@@ -20,6 +20,7 @@ def _short(data_hash: str) -> str:
     group_name="evaluation",
     kinds={"pytorch", "numpy"},
     owners=OWNERS,
+    pool="gpu",
     description="Feature statistics (mean, covariance) of the real val split under the configured FID "
     "backbone. The offline default backbone is a small network trained on the train split, cached per data "
     "version; recomputed only when the data or the backbone change.",
@@ -61,8 +62,22 @@ def fid_reference(
     kinds={"pytorch"},
     owners=OWNERS,
     pool="gpu",
-    description="Trains the GAN named by the config (configs/<name>.yaml) on the processed train split; keeps "
-    "an EMA generator; checkpoints and resumes from outputs/train/<config>-<hash>-<data>/.",
+    # On Kubernetes (GAN_EXECUTOR=k8s) the training step's pod asks for one GPU.
+    op_tags={
+        "dagster-k8s/config": {
+            "container_config": {
+                "resources": {
+                    "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+                    "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"},
+                }
+            },
+            "pod_spec_config": {
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+            },
+        }
+    },
+    description="Trains the GAN named by the config (`configs/NAME.yaml`) on the processed train split; keeps "
+    "an EMA generator; checkpoints and resumes from `outputs/train/CONFIG-HASH-DATA/`.",
 )
 def trained_generator(
     context: dg.AssetExecutionContext,
@@ -133,6 +148,7 @@ def trained_generator(
     group_name="evaluation",
     kinds={"pytorch"},
     owners=OWNERS,
+    pool="gpu",
     description="FID (with a confidence interval over seeds), KID, precision/recall and IS of the EMA "
     "generator against fid_reference; decides the fid_gate against the absolute bound and the champion "
     "(the last exported model) and stores that decision with the scores.",
@@ -213,6 +229,7 @@ def generator_evaluation(
     group_name="evaluation",
     kinds={"pytorch"},
     owners=OWNERS,
+    pool="gpu",
     description="GAN dissection of the generator's middle layers: units whose activation overlaps the "
     "discriminator's artifact map, verified by ablation (FID and realism), removed structurally.",
 )

@@ -1,0 +1,229 @@
+"""Score a generator: FID over several sample seeds (with a confidence interval), KID, precision/recall
+and Inception Score, plus the protocol needed to know which numbers may be compared.
+
+The FID interval is a Student-t 95% interval over the k per-seed FIDs, mean ± t(0.975, k-1) * s / sqrt(k):
+it covers the variation due to which fake samples were drawn (the reference stats are fixed). It does not
+remove FID's upward bias at finite n, which is why scores are only comparable at equal n and backbone.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import scipy
+import scipy.stats
+import torch
+
+from .backbones.base import FeatureBackbone
+from .frechet import frechet_distance
+from .inception_score import inception_score
+from .kid import kernel_inception_distance
+from .precision_recall import precision_recall
+from .stats import FeatureStats
+
+SampleFn = Callable[[int, int], torch.Tensor]  # (seed, n) -> images [n, C, H, W] in [-1, 1]
+
+RECOMMENDED_N = 2048  # the usual minimum for FID (and the feature dimension of Inception)
+
+
+class IncomparableScoresError(ValueError):
+    """Two scores were measured under different protocols (backbone, weights or sample count)."""
+
+
+@dataclass
+class ScoreReport:
+    """Scores of one generator against one reference split. All values are plain floats/lists/dicts."""
+
+    fid: float
+    fid_ci: tuple[float, float] | None  # None when n_seeds == 1
+    fid_per_seed: list[float]
+    seeds: list[int]
+    kid_mean: float | None = None
+    kid_std: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    inception_score: float | None = None
+    inception_score_std: float | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def backbone(self) -> str:
+        return str(self.protocol.get("backbone", ""))
+
+    @property
+    def n_fake(self) -> int:
+        return int(self.protocol.get("n_fake", 0))
+
+    @property
+    def label(self) -> str:
+        """e.g. ``fid[domain:1a2b3c4d]@2048``: the backbone and sample count every FID must travel with."""
+        return f"fid[{self.backbone}]@{self.n_fake}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fid_ci"] = list(self.fid_ci) if self.fid_ci is not None else None
+        d["label"] = self.label
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScoreReport:
+        """Inverse of ``to_dict``; keys that are not fields (``label``, extras callers added) are ignored."""
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        if d.get("fid_ci") is not None:
+            d["fid_ci"] = (float(d["fid_ci"][0]), float(d["fid_ci"][1]))
+        return cls(**d)
+
+
+def comparison_problems(a: ScoreReport, b: ScoreReport) -> list[str]:
+    """Why two reports' FIDs may not be compared (empty when they may)."""
+    problems = []
+    if a.backbone != b.backbone:
+        problems.append(f"different backbones: {a.backbone!r} vs {b.backbone!r}")
+    elif a.protocol.get("weights_sha256") != b.protocol.get("weights_sha256"):
+        problems.append(f"same backbone name {a.backbone!r} but different weights (retrained or replaced)")
+    if a.n_fake != b.n_fake:
+        problems.append(f"different sample counts: n_fake={a.n_fake} vs {b.n_fake} (FID is biased in n)")
+    if a.protocol.get("reference_split") != b.protocol.get("reference_split"):
+        problems.append(
+            f"different reference splits: {a.protocol.get('reference_split')!r} vs {b.protocol.get('reference_split')!r}"
+        )
+    return problems
+
+
+def comparable(a: ScoreReport, b: ScoreReport) -> bool:
+    return not comparison_problems(a, b)
+
+
+def require_comparable(a: ScoreReport, b: ScoreReport) -> None:
+    """Raise ``IncomparableScoresError`` (naming each difference) unless ``a`` and ``b`` are comparable."""
+    problems = comparison_problems(a, b)
+    if problems:
+        raise IncomparableScoresError(f"cannot compare {a.label} with {b.label}: " + "; ".join(problems))
+
+
+def reference_stats(backbone: FeatureBackbone, images: torch.Tensor) -> FeatureStats:
+    """Feature stats of real images (e.g. the validation split), tagged with the backbone name."""
+    return FeatureStats.from_features(backbone.features(images), backbone=backbone.name)
+
+
+def _t_interval(values: list[float]) -> tuple[float, float] | None:
+    k = len(values)
+    if k < 2:
+        return None
+    mean = float(np.mean(values))
+    half = float(scipy.stats.t.ppf(0.975, k - 1) * np.std(values, ddof=1) / np.sqrt(k))
+    return (mean - half, mean + half)
+
+
+def evaluate_samples(
+    backbone: FeatureBackbone,
+    reference: FeatureStats,
+    sample_fn: SampleFn,
+    n: int,
+    n_seeds: int = 3,
+    real_features_for_kid_pr: np.ndarray | None = None,
+    *,
+    data_hash: str = "",
+    reference_split: str = "val",
+    seed_offset: int = 0,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    pr_k: int = 3,
+    is_splits: int = 10,
+    eps: float = 1e-6,
+) -> ScoreReport:
+    """Score ``sample_fn`` against ``reference`` (stats of real features from ``backbone``).
+
+    FID is computed for seeds ``seed_offset .. seed_offset + n_seeds - 1`` (n fake images each); KID,
+    precision/recall (against ``real_features_for_kid_pr``, skipped when None) and the Inception Score
+    (when the backbone has class probabilities) use the first seed's samples.
+    """
+    if reference.backbone and reference.backbone != backbone.name:
+        raise IncomparableScoresError(
+            f"reference stats come from backbone {reference.backbone!r}, not {backbone.name!r}: recompute them"
+        )
+    if reference.dim != backbone.feature_dim:
+        raise ValueError(f"reference stats have D={reference.dim}, backbone gives D={backbone.feature_dim}")
+    if n < 2 or n_seeds < 1:
+        raise ValueError("need n >= 2 samples and n_seeds >= 1")
+
+    warnings: list[str] = []
+    seeds = [seed_offset + i for i in range(n_seeds)]
+    fids: list[float] = []
+    first_feats: np.ndarray | None = None
+    first_probs: np.ndarray | None = None
+    for seed in seeds:
+        images = sample_fn(seed, n)
+        if images.shape[0] != n:
+            raise ValueError(f"sample_fn(seed={seed}, n={n}) returned {images.shape[0]} images")
+        feats, probs = backbone.embed(images)
+        if first_feats is None:
+            first_feats, first_probs = feats, probs
+        result = frechet_distance(reference, FeatureStats.from_features(feats, backbone.name), eps=eps)
+        fids.append(result.value)
+        if result.eps_added:
+            warnings.append(f"seed {seed}: {result.note}")
+    assert first_feats is not None
+
+    if n < RECOMMENDED_N:
+        warnings.append(
+            f"n_fake={n} < {RECOMMENDED_N}: FID is biased upward at small n; compare only at equal n"
+        )
+    if n <= backbone.feature_dim:
+        warnings.append(f"n_fake={n} <= D={backbone.feature_dim}: the fake covariance is rank-deficient")
+    if reference.rank_deficient:
+        warnings.append(
+            f"n_real={reference.n} <= D={reference.dim}: the reference covariance is rank-deficient"
+        )
+    if n_seeds < 2:
+        warnings.append("n_seeds=1: no confidence interval for FID")
+
+    report = ScoreReport(fid=float(np.mean(fids)), fid_ci=_t_interval(fids), fid_per_seed=fids, seeds=seeds)
+    if real_features_for_kid_pr is not None:
+        kid = kernel_inception_distance(
+            real_features_for_kid_pr, first_feats, num_subsets=kid_subsets, subset_size=kid_subset_size
+        )
+        report.kid_mean, report.kid_std = kid.mean, kid.std
+        if kid.subset_size < kid_subset_size:
+            warnings.append(
+                f"KID subset size reduced to {kid.subset_size} (fewer samples than {kid_subset_size})"
+            )
+        pr = precision_recall(real_features_for_kid_pr, first_feats, k=pr_k)
+        report.precision, report.recall = pr.precision, pr.recall
+    else:
+        warnings.append("no real features given: KID and precision/recall not computed")
+    if first_probs is not None and n >= is_splits:
+        score = inception_score(first_probs, splits=is_splits)
+        report.inception_score, report.inception_score_std = score.mean, score.std
+
+    report.protocol = {
+        "backbone": backbone.name,
+        "weights_sha256": backbone.weights_sha256,
+        "resize": backbone.resize_mode,
+        "feature_device": str(backbone.device),
+        "feature_dim": backbone.feature_dim,
+        "n_real": reference.n,
+        "n_fake": n,
+        "n_seeds": n_seeds,
+        "reference_split": reference_split,
+        "data_hash": data_hash,
+        "fid_ci_method": "student-t 95% over per-seed FIDs",
+        "kid": {"subsets": kid_subsets, "subset_size": kid_subset_size, "kernel": "(x.y/D+1)^3"},
+        "precision_recall_k": pr_k,
+        "inception_score_splits": is_splits,
+        "eps": eps,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+        },
+    }
+    report.warnings = warnings
+    return report
