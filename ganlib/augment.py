@@ -22,7 +22,10 @@ def _translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     tx = torch.randint(-sh, sh + 1, (n, 1, 1), device=x.device)
     ty = torch.randint(-sw, sw + 1, (n, 1, 1), device=x.device)
     gb, gx, gy = torch.meshgrid(
-        torch.arange(n, device=x.device), torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij"
+        torch.arange(n, device=x.device),
+        torch.arange(h, device=x.device),
+        torch.arange(w, device=x.device),
+        indexing="ij",
     )
     gx = torch.clamp(gx + tx + 1, 0, h + 1)
     gy = torch.clamp(gy + ty + 1, 0, w + 1)
@@ -36,7 +39,10 @@ def _cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     ox = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), device=x.device)
     oy = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=x.device)
     gb, gx, gy = torch.meshgrid(
-        torch.arange(n, device=x.device), torch.arange(ch, device=x.device), torch.arange(cw, device=x.device), indexing="ij"
+        torch.arange(n, device=x.device),
+        torch.arange(ch, device=x.device),
+        torch.arange(cw, device=x.device),
+        indexing="ij",
     )
     gx = torch.clamp(gx + ox - ch // 2, 0, h - 1)
     gy = torch.clamp(gy + oy - cw // 2, 0, w - 1)

@@ -12,7 +12,9 @@ from torch import nn
 LOSS_KINDS = ("nonsaturating", "minimax", "hinge", "wgan_gp", "lsgan")
 
 
-def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+def discriminator_loss(
+    kind: str, real: torch.Tensor, fake: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """D's loss on real and fake logits. ``label_smoothing`` is one-sided (Salimans et al.): real target 1-s."""
     if kind in ("nonsaturating", "minimax"):
         target_real = torch.full_like(real, 1.0 - label_smoothing)
@@ -59,3 +61,8 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.flatten(1).pow(2).sum(1).mean()
+
+
+def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
+    """Salimans et al. 2016: ||E f(x) - E f(G(z))||_2^2 on D's intermediate features f (real side detached)."""
+    return (real_features.detach().mean(0) - fake_features.mean(0)).square().sum()

@@ -53,6 +53,9 @@ class TrainResult:
     images_per_sec: float
     resumed_from: int
     history: dict[str, list[float]] = field(default_factory=dict)
+    # The live models at the end (this rank's copies), for notebooks and tests; the checkpoint has them too.
+    generator: nn.Module | None = field(default=None, repr=False)
+    generator_ema: nn.Module | None = field(default=None, repr=False)
 
 
 def select_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
@@ -71,7 +74,11 @@ def model_spec_for(cfg: GANConfig, data: Split) -> ModelSpec:
     conditional = cfg.model.conditional
     if conditional is True and data.labels is None:
         raise ValueError("model.conditional is true but the dataset has no labels; set it to auto or false")
-    num_classes = data.num_classes if (conditional is True or (conditional == "auto" and data.labels is not None)) else 0
+    num_classes = (
+        data.num_classes
+        if (conditional is True or (conditional == "auto" and data.labels is not None))
+        else 0
+    )
     return ModelSpec(
         family=cfg.model.family,
         resolution=height,
@@ -95,7 +102,9 @@ def epoch_batches(n: int, batch_size: int, seed: int, start_batch: int) -> Itera
             b += 1
 
 
-def rank_batches(n: int, batch_size: int, seed: int, start_batch: int, rank: int, world: int) -> Iterator[torch.Tensor]:
+def rank_batches(
+    n: int, batch_size: int, seed: int, start_batch: int, rank: int, world: int
+) -> Iterator[torch.Tensor]:
     """This rank's disjoint slice of every global batch."""
     local = batch_size // world
     for idx in epoch_batches(n, batch_size, seed, start_batch):
@@ -166,11 +175,16 @@ def train(
     # --- models, optimisers (TTUR: separate learning rates) ---
     torch.manual_seed(tc.seed)  # same initial weights on every rank
     spec = model_spec_for(cfg, data)
-    G = build_generator(spec).to(device, memory_format=memory_format)
-    D = build_discriminator(spec, minibatch_discrimination=lc.minibatch_discrimination).to(device, memory_format=memory_format)
+    # torch.compile trips on a channels_last ConvTranspose from DCGAN's 1x1 latent: compiled G stays contiguous.
+    G = build_generator(spec).to(
+        device, memory_format=torch.contiguous_format if tc.compile else memory_format
+    )
+    sn = None if cfg.model.d_spectral_norm == "auto" else cfg.model.d_spectral_norm
+    D = build_discriminator(spec, lc.minibatch_discrimination, sn).to(device, memory_format=memory_format)
     if hasattr(G, "mixing_prob"):
         G.mixing_prob = cfg.model.style_mixing
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    g_params = list(G.parameters())
     opt_g = torch.optim.Adam(G.parameters(), lr=tc.lr_g, betas=tc.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=tc.lr_d, betas=tc.betas)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
@@ -179,14 +193,19 @@ def train(
     # --- resume ---
     start_step, history = 0, {"loss_d": [], "loss_g": [], "step": []}
     if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device)
+        state = load_checkpoint(ckpt_path, map_location="cpu")  # RNG states must stay CPU tensors
         if state["model_spec"] != spec.to_dict():
-            raise ValueError(f"{ckpt_path} was trained with a different model ({state['model_spec']}); use a new out_dir")
+            raise ValueError(
+                f"{ckpt_path} was trained with a different model ({state['model_spec']}); use a new out_dir"
+            )
         G.load_state_dict(state["generator"])
         D.load_state_dict(state["discriminator"])
         G_ema.load_state_dict(state["generator_ema"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        for opt, lr in ((opt_g, tc.lr_g), (opt_d, tc.lr_d)):  # the config, not the checkpoint, sets them
+            for group in opt.param_groups:
+                group["lr"], group["betas"] = lr, tc.betas
         scaler.load_state_dict(state.get("scaler", {}))
         rngs = state.get("rng_per_rank") or [state["rng"]]
         if len(rngs) == world:
@@ -194,6 +213,7 @@ def train(
         else:  # a different number of processes: a fresh, still deterministic, stream per rank
             torch.manual_seed(tc.seed * 7919 + 1 + rank + world * int(state["step"]))
         start_step, history = int(state["step"]), json.loads(state["history"])
+    last_saved = start_step
 
     # --- distributed / compiled views of G and D (same parameters) ---
     G_run, D_run = G, D
@@ -202,7 +222,12 @@ def train(
         G_run = nn.parallel.DistributedDataParallel(G, device_ids=ids)
         D_run = nn.parallel.DistributedDataParallel(D, device_ids=ids)
     if tc.compile:
-        G_run, D_run = torch.compile(G_run), torch.compile(D_run)
+        G_run = torch.compile(G_run)
+        # D runs eagerly where compiled autograd cannot follow: the spectral-norm hook updates its
+        # power-iteration vectors in place, and the gradient penalty and R1 need double backward.
+        spectral = any(hasattr(m, "weight_orig") for m in D.modules())
+        if not spectral and lc.kind != "wgan_gp" and lc.r1_gamma == 0:
+            D_run = torch.compile(D_run)
     # In G's step D only passes gradients through: skip DDP's gradient all-reduce for it.
     D_plain = D_run if world == 1 else D
 
@@ -214,15 +239,18 @@ def train(
 
     if tc.num_workers == 0:
         images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
-        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = ((images[i.to(device)], i) for i in batch_order())
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = (
+            (images[i.to(device)], i) for i in batch_order()
+        )
     else:
+        # The loader gets its own generator: its seed draw must not shift the global RNG (the latents).
         loader = torch.utils.data.DataLoader(
             _ImageBatches(data.images),
             sampler=_BatchOrder(batch_order),
             batch_size=None,
             num_workers=tc.num_workers,
             pin_memory=on_cuda,
-            persistent_workers=False,
+            generator=torch.Generator().manual_seed(tc.seed),
         )
         batches = iter(loader)
 
@@ -232,21 +260,32 @@ def train(
     def augment(x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, tc.diffaugment) if tc.diffaugment else x
 
+    def kept() -> str:
+        if not ckpt_path.is_file():
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint {ckpt_path} (step {last_saved}) is kept unchanged"
+
     def check_finite(loss: torch.Tensor, which: str, step: int) -> None:
-        ok = torch.isfinite(loss.detach()).float()
+        """``step`` counts from 1, as in the history and the checkpoint."""
+        loss = loss.detach()
+        ok = torch.isfinite(loss).float()
         if world > 1:  # every rank must stop together, or the others hang in the next all-reduce
             dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         if not ok.item():
-            kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.is_file() else "no checkpoint was written yet"
             raise NonFiniteLossError(
-                f"training diverged at step {step}: the {which} loss is {float(loss)}; {kept}. "
+                f"training diverged at step {step}: the {which} loss is {loss.item()}; {kept()}. "
                 "Lower the learning rates, or try loss.kind=hinge or a gradient penalty."
             )
 
     def save(step: int) -> None:
+        nonlocal last_saved
         for name, module in (("generator", G), ("discriminator", D), ("EMA generator", G_ema)):
-            if not all(torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()):
-                raise NonFiniteLossError(f"step {step}: the {name} weights are not finite; kept the last good checkpoint")
+            if not all(
+                torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()
+            ):
+                raise NonFiniteLossError(
+                    f"training diverged at step {step}: the {name} weights are not finite; {kept()}"
+                )
         rngs = [rng_state()]
         if world > 1:
             rngs = [None] * world
@@ -267,11 +306,18 @@ def train(
             "history": json.dumps(history),
         }
         if world > 1:
-            state["rng_per_rank"] = [{k: v.cpu() if torch.is_tensor(v) else v for k, v in r.items()} for r in rngs]
+            state["rng_per_rank"] = [
+                {k: v.cpu() if torch.is_tensor(v) else v for k, v in r.items()} for r in rngs
+            ]
         save_checkpoint(state, ckpt_path)
+        last_saved = step
 
     def draw_labels(n: int) -> torch.Tensor | None:  # class ids for fakes, in the data's proportions
-        return all_labels[torch.randint(len(all_labels), (n,), device=device)] if all_labels is not None else None
+        return (
+            all_labels[torch.randint(len(all_labels), (n,), device=device)]
+            if all_labels is not None
+            else None
+        )
 
     bar = _progress(start_step, tc.steps, enabled=progress and is_main)
     t0, seen = time.perf_counter(), 0
@@ -290,12 +336,14 @@ def train(
                     fake = G_run(z, y)
                 real_logits = D_run(augment(real), y)
                 fake_logits = D_run(augment(fake), y)
-                loss_d = discriminator_loss(lc.kind, real_logits.float(), fake_logits.float(), lc.label_smoothing)
+                loss_d = discriminator_loss(
+                    lc.kind, real_logits.float(), fake_logits.float(), lc.label_smoothing
+                )
             if lc.kind == "wgan_gp":
                 loss_d = loss_d + lc.gp_weight * gradient_penalty(D_run, real, fake, y)
             if lc.r1_gamma > 0:
                 loss_d = loss_d + 0.5 * lc.r1_gamma * r1_penalty(real_logits.float(), real)
-            check_finite(loss_d, "discriminator", step)
+            check_finite(loss_d, "discriminator", step + 1)
             opt_d.zero_grad(set_to_none=True)
             scaler.scale(loss_d).backward()
             scaler.step(opt_d)
@@ -315,20 +363,22 @@ def train(
                 value_sync=_allreduce_mean if world > 1 else None,
             )  # fmt: skip
             loss_g = evo.loss_g
-            check_finite(loss_g, "generator", step)
+            check_finite(loss_g, "generator", step + 1)
         else:
-            D.requires_grad_(False)  # D only passes gradients through to G here
             with autocast():
                 fake_logits, fake_feats = D_plain(augment(G_run(z, y_fake)), y_fake, return_features=True)
                 loss_g = generator_loss(lc.kind, fake_logits.float())
                 if lc.feature_matching > 0:
                     with torch.no_grad():
                         _, real_feats = D_plain(augment(real), y, return_features=True)
-                    loss_g = loss_g + lc.feature_matching * feature_matching_loss(real_feats.float(), fake_feats.float())
-            D.requires_grad_(True)
-            check_finite(loss_g, "generator", step)
+                    loss_g = loss_g + lc.feature_matching * feature_matching_loss(
+                        real_feats.float(), fake_feats.float()
+                    )
+            check_finite(loss_g, "generator", step + 1)
             opt_g.zero_grad(set_to_none=True)
-            scaler.scale(loss_g).backward()
+            # Gradients for G only: D just passes them through (and toggling its requires_grad would
+            # make torch.compile recompile).
+            scaler.scale(loss_g).backward(inputs=g_params)
             scaler.step(opt_g)
         scaler.update()
         # EMA warm-up: early on the average would mostly hold the random init, so ramp the decay.
@@ -361,6 +411,8 @@ def train(
         images_per_sec=seen / max(time.perf_counter() - t0, 1e-9),
         resumed_from=start_step,
         history=history,
+        generator=G,
+        generator_ema=G_ema,
     )
 
 
@@ -384,4 +436,6 @@ def _allreduce_mean(values: list[float]) -> list[float]:
 def _progress(start: int, total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True
+    )

@@ -9,9 +9,21 @@ import torch
 
 from .base import Discriminator, Generator, ModelSpec
 from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .sngan import SNGANDiscriminator, SNGANGenerator
+from .stylegan_lite import StyleGANLiteGenerator
 
-GENERATORS: dict[str, Callable[[ModelSpec], Generator]] = {"dcgan": DCGANGenerator}
-DISCRIMINATORS: dict[str, Callable[[ModelSpec], Discriminator]] = {"dcgan": DCGANDiscriminator}
+GENERATORS: dict[str, Callable[[ModelSpec], Generator]] = {
+    "dcgan": DCGANGenerator,
+    "sngan": SNGANGenerator,
+    "stylegan_lite": StyleGANLiteGenerator,
+}
+# Discriminators take ``(spec, minibatch_discrimination=False, spectral_norm=<family default>)``; the
+# style-based G pairs with the SN ResNet D.
+DISCRIMINATORS: dict[str, Callable[..., Discriminator]] = {
+    "dcgan": DCGANDiscriminator,
+    "sngan": SNGANDiscriminator,
+    "stylegan_lite": SNGANDiscriminator,
+}
 
 
 def _lookup(table: dict, family: str, what: str):
@@ -24,14 +36,23 @@ def build_generator(spec: ModelSpec) -> Generator:
     return _lookup(GENERATORS, spec.family, "generator")(spec)
 
 
-def build_discriminator(spec: ModelSpec) -> Discriminator:
-    return _lookup(DISCRIMINATORS, spec.family, "discriminator")(spec)
+def build_discriminator(
+    spec: ModelSpec, minibatch_discrimination: bool = False, spectral_norm: bool | None = None
+) -> Discriminator:
+    """``spectral_norm=None`` keeps the family's default (off for DCGAN, on for the ResNet D)."""
+    options: dict = {"minibatch_discrimination": minibatch_discrimination}
+    if spectral_norm is not None:
+        options["spectral_norm"] = spectral_norm
+    return _lookup(DISCRIMINATORS, spec.family, "discriminator")(spec, **options)
 
 
 def load_generator(checkpoint: str | Path, ema: bool = True, map_location: str = "cpu") -> Generator:
     """Rebuild a generator from a ganlib checkpoint (loaded with ``weights_only=True``), in eval mode."""
     state = torch.load(checkpoint, map_location=map_location, weights_only=True)
     g = build_generator(ModelSpec.from_dict(state["model_spec"]))
+    from ..prune import resize_to_spec  # a pruned generator: shrink to its stored widths (no-op otherwise)
+
+    g = resize_to_spec(g)
     g.load_state_dict(state["generator_ema" if ema and "generator_ema" in state else "generator"])
     return g.eval()
 

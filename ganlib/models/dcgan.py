@@ -14,6 +14,8 @@ from torch import nn
 
 from .base import Discriminator, Generator, ModelSpec
 from .conditioning import ConditionalBatchNorm2d, ProjectionHead
+from .layers import MinibatchDiscrimination
+from .layers import spectral_norm as sn
 
 
 def _num_up(resolution: int) -> int:
@@ -52,7 +54,11 @@ class DCGANGenerator(Generator):
             raise ValueError(f"g_layer_widths needs {k} entries for {spec.resolution}px, got {len(widths)}")
         self.blocks = nn.ModuleList()
         # 1x1 latent -> 4x4
-        self.blocks.append(GBlock(nn.ConvTranspose2d(spec.z_dim, widths[0], 4, 1, 0, bias=False), widths[0], spec.num_classes))
+        self.blocks.append(
+            GBlock(
+                nn.ConvTranspose2d(spec.z_dim, widths[0], 4, 1, 0, bias=False), widths[0], spec.num_classes
+            )
+        )
         for i in range(1, k):
             conv = nn.ConvTranspose2d(widths[i - 1], widths[i], 4, 2, 1, bias=False)
             self.blocks.append(GBlock(conv, widths[i], spec.num_classes))
@@ -70,29 +76,43 @@ class DCGANGenerator(Generator):
 
 
 class DCGANDiscriminator(Discriminator):
-    def __init__(self, spec: ModelSpec) -> None:
+    """Strided convs + BatchNorm + LeakyReLU down to 4x4, then (optional minibatch discrimination and) the
+    projection head. ``return_features=True`` also returns the flattened 4x4 features (feature matching).
+
+    ``spectral_norm=True`` gives SNGAN's "standard CNN" D instead: spectral norm on every weight, no BatchNorm.
+    """
+
+    def __init__(
+        self, spec: ModelSpec, minibatch_discrimination: bool = False, spectral_norm: bool = False
+    ) -> None:
         super().__init__()
         k = _num_up(spec.resolution)
         layers: list[nn.Module] = []
         ch_in, ch = spec.channels, spec.d_width
         for i in range(k):
-            layers.append(nn.Conv2d(ch_in, ch, 4, 2, 1, bias=i == 0))
-            if i > 0:
+            layers.append(sn(nn.Conv2d(ch_in, ch, 4, 2, 1, bias=i == 0 or spectral_norm), spectral_norm))
+            if i > 0 and not spectral_norm:
                 layers.append(nn.BatchNorm2d(ch))
             layers.append(nn.LeakyReLU(0.2))
             ch_in, ch = ch, ch * 2
         self.features = nn.Sequential(*layers)  # -> [N, ch_in, 4, 4]
-        self.head = ProjectionHead(ch_in * 16, spec.num_classes)
+        self.mbd = MinibatchDiscrimination(ch_in * 16) if minibatch_discrimination else None
+        feat = self.mbd.out_features if self.mbd else ch_in * 16
+        self.head = ProjectionHead(feat, spec.num_classes, spectral_norm=spectral_norm)
         self.apply(_dcgan_init)
 
-    def forward(self, x: torch.Tensor, class_id: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1), class_id)
+    def forward(
+        self, x: torch.Tensor, class_id: torch.Tensor | None = None, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x).flatten(1)
+        logits = self.head(self.mbd(h) if self.mbd is not None else h, class_id)
+        return (logits, h) if return_features else logits
 
 
 def _dcgan_init(m: nn.Module) -> None:
     # N(0, 0.02) as in the paper; BN gains N(1, 0.02).
     if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-        nn.init.normal_(m.weight, 0.0, 0.02)
+        nn.init.normal_(getattr(m, "weight_orig", m.weight), 0.0, 0.02)  # weight_orig: under spectral norm
         if m.bias is not None:
             nn.init.zeros_(m.bias)
     elif isinstance(m, nn.BatchNorm2d) and m.affine:

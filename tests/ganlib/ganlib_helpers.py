@@ -1,0 +1,50 @@
+"""Shared helpers for the ganlib tests: real digits at small resolutions and a tiny, fast config.
+
+(A plain module, not conftest.py: other test folders have their own conftest, and ``from conftest import``
+would pick whichever was imported first.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganlib.config import GANConfig, parse_config
+from ganlib.data.shards import Split
+
+torch.set_num_threads(1)  # the test machine's cores are shared; tiny models gain nothing from threads
+
+
+def digits_split(resolution: int = 16, n: int | None = None) -> Split:
+    """scikit-learn's 8x8 digits, bilinearly upscaled to ``resolution``, as a labelled Split."""
+    from ganlib.data.sources import digits_images
+
+    images, labels = digits_images()
+    if n is not None:
+        images, labels = images[:n], labels[:n]
+    x = torch.from_numpy(images).float()[:, None]
+    x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    up = x.round().clamp(0, 255).to(torch.uint8).numpy()
+    return Split(images=up, labels=labels.astype(np.int64), meta={"class_names": [str(i) for i in range(10)]})
+
+
+def tiny_config(**sections: dict[str, Any]) -> GANConfig:
+    """A config small enough to train for a few steps in well under a second per step on one CPU core."""
+    base: dict[str, Any] = {
+        "name": "tiny",
+        "model": {"family": "dcgan", "z_dim": 8, "g_width": 8, "d_width": 8},
+        "train": {
+            "steps": 4,
+            "batch_size": 16,
+            "checkpoint_every": 2,
+            "log_every": 1,
+            "device": "cpu",
+            "seed": 0,
+        },
+    }
+    for key, values in sections.items():
+        base[key] = {**base.get(key, {}), **values}
+    return parse_config(base)
