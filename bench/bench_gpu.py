@@ -55,7 +55,9 @@ def _img_s(resolution: int, precision: str, compile_: bool, steps: int, batch: i
     return full.images_per_sec
 
 
-def run(steps: int = 400, batch: int = 256) -> list[dict]:
+def run(
+    steps: int = 400, batch: int = 256, resolutions: tuple[int, ...] = (32, 64), compile_: bool = True
+) -> list[dict]:
     if not torch.cuda.is_available():
         return [
             {
@@ -66,12 +68,12 @@ def run(steps: int = 400, batch: int = 256) -> list[dict]:
         ]
     name = torch.cuda.get_device_name(0)
     rows = []
-    for res in (32, 64):
+    for res in resolutions:
         fp32 = _img_s(res, "fp32", False, steps, batch)
-        for label, precision, comp in (
-            ("bf16 autocast", "bf16", False),
-            ("bf16 + torch.compile", "bf16", True),
-        ):
+        variants = [("bf16 autocast", "bf16", False)]
+        if compile_:
+            variants.append(("bf16 + torch.compile", "bf16", True))
+        for label, precision, comp in variants:
             ours = _img_s(res, precision, comp, steps, batch)
             rows.append(
                 {
