@@ -45,15 +45,20 @@ def test_dvc_remote_points_at_the_bucket_and_endpoint(bootstrap, tmp_path):
 
 
 def test_missing_buckets_are_created_and_existing_ones_kept(bootstrap, monkeypatch):
+    import uuid
+
     import boto3
 
     fake_aws_env(monkeypatch)
+    # moto keeps one in-process backend for every server in this process: use names no other test uses.
+    dvc_bucket, models_bucket = f"gan-dvc-{uuid.uuid4().hex[:8]}", f"gan-models-{uuid.uuid4().hex[:8]}"
     with moto_server() as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket="gan-models")
-        s3.put_object(Bucket="gan-models", Key="keep.txt", Body=b"x")
-        assert bootstrap.ensure_buckets(["gan-dvc", "gan-models"], endpoint) == ["gan-dvc"]
-        assert bootstrap.ensure_buckets(["gan-dvc", "gan-models"], endpoint) == []
+        before = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+        s3.create_bucket(Bucket=models_bucket)
+        s3.put_object(Bucket=models_bucket, Key="keep.txt", Body=b"x")
+        assert bootstrap.ensure_buckets([dvc_bucket, models_bucket], endpoint) == [dvc_bucket]
+        assert bootstrap.ensure_buckets([dvc_bucket, models_bucket], endpoint) == []
         names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-        kept = s3.get_object(Bucket="gan-models", Key="keep.txt")["Body"].read()
-    assert names == {"gan-dvc", "gan-models"} and kept == b"x"
+        kept = s3.get_object(Bucket=models_bucket, Key="keep.txt")["Body"].read()
+    assert names - before == {dvc_bucket, models_bucket} and kept == b"x"
