@@ -151,7 +151,11 @@ def test_export_alone_refuses_an_ungated_model(tmp_path):
         "pruned_generator",
     ]
     first = _materialize(
-        ws, store, overrides, selection=dg.AssetSelection.assets(*upstream).without_checks(), instance=instance
+        ws,
+        store,
+        overrides,
+        selection=dg.AssetSelection.assets(*upstream).without_checks(),
+        instance=instance,
     )
     assert first.success
     second = _materialize(ws, store, overrides, selection=["onnx_generator"], instance=instance)
