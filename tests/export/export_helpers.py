@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-
-from ganlib.models import ModelSpec, build_generator
+from model_helpers import spread_generator
 
 METADATA = {
     "model_name": "digits",
@@ -17,14 +16,5 @@ METADATA = {
 
 
 def make_generator(num_classes: int, seed: int = 0) -> torch.nn.Module:
-    """``ModelSpec('dcgan', 32, 1, 16, num_classes, 8, 8)`` with weights and BatchNorm running stats that
-    give images spread over [-1, 1]: a fresh init outputs ~0, which would make parity trivially small."""
-    torch.manual_seed(seed)
-    g = build_generator(ModelSpec("dcgan", 32, 1, 16, num_classes, 8, 8))
-    with torch.no_grad():
-        for p in g.parameters():
-            p.normal_(0.0, 0.3)
-        g.train()
-        for _ in range(3):
-            g(*g.sample_inputs(32))
-    return g.eval()
+    """A 32px DCGAN with spread weights and BatchNorm statistics (see model_helpers)."""
+    return spread_generator(num_classes, seed)

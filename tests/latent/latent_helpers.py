@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from model_helpers import spread_generator
 from torch import nn
 
-from ganlib.models import ModelSpec, build_generator
+from ganlib.models import ModelSpec
 from ganlib.models.base import Generator
 
 RES = 16
@@ -58,18 +59,9 @@ def train_tiny_dcgan(out_dir: Path, steps: int = 200) -> Path:
     return train(cfg, split, out_dir, resume=False, progress=False).checkpoint
 
 
-def random_generator(family: str, num_classes: int, resolution: int = 16, seed: int = 0) -> Generator:
-    """A small generator with weights spread enough that its images vary (a fresh DCGAN outputs ~0)."""
-    torch.manual_seed(seed)
-    g = build_generator(ModelSpec(family, resolution, 1, 16, num_classes, 8, 8))
-    if family == "dcgan":
-        with torch.no_grad():
-            for p in g.parameters():
-                p.normal_(0.0, 0.3)
-            g.train()
-            for _ in range(3):
-                g(*g.sample_inputs(32))
-    return g.eval()
+def random_generator(family: str, num_classes: int, resolution: int = RES, seed: int = 0) -> Generator:
+    """A small generator whose images vary (see model_helpers)."""
+    return spread_generator(num_classes, seed, family=family, resolution=resolution)
 
 
 class TemplateGenerator(Generator):

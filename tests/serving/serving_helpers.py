@@ -13,20 +13,10 @@ MODEL_METADATA = {
 
 
 def make_generator(num_classes: int, seed: int = 0):
-    """A small DCGAN with non-trivial weights and BatchNorm statistics (fresh init outputs ~0)."""
-    import torch
+    """A 32px DCGAN with spread weights and BatchNorm statistics (see model_helpers)."""
+    from model_helpers import spread_generator
 
-    from ganlib.models import ModelSpec, build_generator
-
-    torch.manual_seed(seed)
-    g = build_generator(ModelSpec("dcgan", 32, 1, 16, num_classes, 8, 8))
-    with torch.no_grad():
-        for p in g.parameters():
-            p.normal_(0.0, 0.3)
-        g.train()
-        for _ in range(3):
-            g(*g.sample_inputs(32))
-    return g.eval()
+    return spread_generator(num_classes, seed)
 
 
 def manifest_fields(info, **overrides):
