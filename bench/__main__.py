@@ -108,12 +108,16 @@ def table(rows: list[Row]) -> str:
     ]
     for r in rows:
         ratio = r.get("ratio")
-        out.append(
-            f"| {r['benchmark']} | {r.get('ours', '')} | {r.get('reference', '')} | "
-            f"{ratio:.3f} | {r.get('target', '')} | {r.get('note', '')} |"
-            if isinstance(ratio, float)
-            else f"| {r['benchmark']} | {r.get('ours', '')} | {r.get('reference', '')} | {ratio} | {r.get('target', '')} | {r.get('note', '')} |"
-        )
+        ratio_text = f"{ratio:.3f}" if isinstance(ratio, float) else str(ratio)
+        cells = [
+            r["benchmark"],
+            r.get("ours", ""),
+            r.get("reference", ""),
+            ratio_text,
+            r.get("target", ""),
+            r.get("note", ""),
+        ]
+        out.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(out)
 
 
