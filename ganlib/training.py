@@ -322,6 +322,7 @@ def train(
     bar = _progress(start_step, tc.steps, enabled=progress and is_main)
     t0, seen = time.perf_counter(), 0
     G.train(), D.train()
+    loss_sums: list = [torch.zeros((), device=device), torch.zeros((), device=device), 0]
     for step in range(start_step, tc.steps):
         # --- discriminator: n_critic steps ---
         for _ in range(tc.n_critic):
@@ -385,8 +386,14 @@ def train(
         update_ema(G_ema, G, min(tc.ema_decay, (1 + step) / (10 + step)))
 
         # --- bookkeeping ---
+        # Sum losses on the device (no sync per step); the history holds each interval's mean, so the
+        # plotted curve is not one noisy minibatch every log_every steps.
+        loss_sums[0] += loss_d.detach().float()
+        loss_sums[1] += loss_g.detach().float()
+        loss_sums[2] += 1
         if (step + 1) % tc.log_every == 0 or step + 1 == tc.steps:
-            ld, lg = loss_d.item(), loss_g.item()
+            ld, lg = (loss_sums[0] / loss_sums[2]).item(), (loss_sums[1] / loss_sums[2]).item()
+            loss_sums = [torch.zeros((), device=device), torch.zeros((), device=device), 0]
             history["step"].append(step + 1)
             history["loss_d"].append(ld)
             history["loss_g"].append(lg)
