@@ -31,7 +31,7 @@ from .store import (
     ObjectNotFound,
     Store,
     StoreError,
-    onnx_key,
+    download_verified,
     open_store,
     read_latest,
     read_manifest,
@@ -123,13 +123,7 @@ def pull(
     target.unlink(missing_ok=True)  # a cached copy that failed verification is never served again
     tmp = _temp_in(target_dir, ".onnx")
     try:
-        store.get_file(onnx_key(model, version), tmp)
-        sha, size = sha256_file(tmp)
-        if (sha, size) != (manifest["sha256"], manifest["size"]):
-            raise ChecksumError(
-                f"{store.uri_for(onnx_key(model, version))}: downloaded sha256 {sha} / {size} bytes, "
-                f"manifest says {manifest['sha256']} / {manifest['size']} bytes; not cached"
-            )
+        download_verified(store, manifest, tmp)  # raises ChecksumError; nothing reaches the cache
         os.replace(tmp, target)  # only verified bytes ever carry the final name
     finally:
         tmp.unlink(missing_ok=True)

@@ -756,15 +756,21 @@ def _verify_version(
             "differs from the one just written"
         )
     with tempfile.TemporaryDirectory(prefix="gan-verify-") as d:
-        tmp = Path(d) / ONNX_NAME
-        store.get_file(onnx_key(model, version), tmp)
-        sha, size = sha256_file(tmp)
+        download_verified(store, manifest, Path(d) / ONNX_NAME)
+    return manifest
+
+
+def download_verified(store: Store, manifest: dict[str, Any], dest: str | Path) -> None:
+    """Download a version's generator.onnx to ``dest`` and check its sha256 and size against ``manifest``;
+    raise ``ChecksumError`` (naming both) when they differ. ``dest`` is left for the caller to discard."""
+    key = onnx_key(manifest["model"], manifest["version"])
+    store.get_file(key, dest)
+    sha, size = sha256_file(dest)
     if (sha, size) != (manifest["sha256"], manifest["size"]):
         raise ChecksumError(
-            f"{store.uri_for(onnx_key(model, version))}: stored object has sha256 {sha} / {size} bytes, "
+            f"{store.uri_for(key)}: object has sha256 {sha} / {size} bytes, "
             f"manifest says {manifest['sha256']} / {manifest['size']} bytes"
         )
-    return manifest
 
 
 def _latest_doc(manifest: dict[str, Any]) -> dict[str, Any]:
