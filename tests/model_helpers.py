@@ -7,6 +7,16 @@ import torch
 from ganlib.models import ModelSpec, build_generator
 from ganlib.models.base import Generator
 
+# Export metadata for test models (export_onnx requires these keys; the values are arbitrary).
+EXPORT_METADATA = {
+    "model_name": "digits",
+    "model_version": "v1",
+    "config_hash": "c0ffee",
+    "data_hash": "d474",
+    "fid": "12.5",
+    "fid_backbone": "domain:d474",
+}
+
 
 def spread_generator(
     num_classes: int, seed: int = 0, family: str = "dcgan", resolution: int = 32

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import torch
-from model_helpers import spread_generator
+from model_helpers import EXPORT_METADATA, spread_generator
 
-METADATA = {
-    "model_name": "digits",
-    "model_version": "2025-01-31-abc123",
-    "config_hash": "c0ffee",
-    "data_hash": "md5:d474",
-    "fid": "12.5",
-    "fid_backbone": "domain:d474",
-}
+METADATA = EXPORT_METADATA
 
 
 def make_generator(num_classes: int, seed: int = 0) -> torch.nn.Module:

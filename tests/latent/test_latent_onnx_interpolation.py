@@ -6,26 +6,18 @@ import numpy as np
 import pytest
 import torch
 from latent_helpers import random_generator
+from model_helpers import EXPORT_METADATA
 
 from ganlib.export import check_parity, export_onnx
 from ganlib.latent import interpolate, interpolation_path
 from ganlib.serving import OnnxGenerator, to_uint8
 from ganlib.serving import interpolation_path as consumer_path
 
-METADATA = {
-    "model_name": "digits",
-    "model_version": "v1",
-    "config_hash": "c0ffee",
-    "data_hash": "d474",
-    "fid": "12.5",
-    "fid_backbone": "domain:d474",
-}
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     g = random_generator("dcgan", num_classes=10, seed=5)
-    info = export_onnx(g, tmp_path_factory.mktemp("onnx") / "generator.onnx", metadata=METADATA)
+    info = export_onnx(g, tmp_path_factory.mktemp("onnx") / "generator.onnx", metadata=EXPORT_METADATA)
     return g, OnnxGenerator(info.path, device="cpu"), check_parity(g, info.path)
 
 

@@ -96,14 +96,8 @@ def published(tmp_path_factory):
 
     torch.manual_seed(0)
     g = build_generator(ModelSpec("dcgan", 16, 1, 8, 10, 8, 8)).eval()
-    meta = {
-        "model_name": "digits",
-        "model_version": "v1",
-        "config_hash": "c0ffee",
-        "data_hash": "d474",
-        "fid": "12.5",
-        "fid_backbone": "domain:d474",
-    }
+    from model_helpers import EXPORT_METADATA as meta
+
     info = export_onnx(g, tmp_path_factory.mktemp("onnx") / "generator.onnx", metadata=meta)
     with pytest.MonkeyPatch.context() as mp, moto_server() as endpoint:
         fake_aws_env(mp)

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-MODEL_METADATA = {
-    "model_name": "digits",
-    "model_version": "v1",
-    "config_hash": "c0ffee",
-    "data_hash": "d474",
-    "fid": "12.5",
-    "fid_backbone": "domain:d474",
-}
+from model_helpers import EXPORT_METADATA as MODEL_METADATA  # noqa: F401  (re-exported to the tests)
+from model_helpers import spread_generator
 
 
 def make_generator(num_classes: int, seed: int = 0):
     """A 32px DCGAN with spread weights and BatchNorm statistics (see model_helpers)."""
-    from model_helpers import spread_generator
-
     return spread_generator(num_classes, seed)
 
 
