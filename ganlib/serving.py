@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from . import viz
 from .store import (
     ChecksumError,
     ObjectNotFound,
@@ -137,23 +137,10 @@ def pull(
 # ------------------------------------------------------------------------------------------------ images
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C]."""
-    x = np.clip((images.astype(np.float32) + 1.0) * 127.5, 0, 255)
-    return np.rint(x).astype(np.uint8).transpose(0, 2, 3, 1)
+    return viz.to_uint8(images).transpose(0, 2, 3, 1)
 
 
-def make_grid(
-    images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 0
-) -> np.ndarray:
-    """uint8 [N, H, W, C] -> one uint8 [H', W', C] image, ``nrow`` images per row (default ~sqrt(N))."""
-    n, h, w, c = images.shape
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / nrow)
-    grid = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, np.uint8)
-    for i, img in enumerate(images):
-        r, col = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + col * (w + padding)
-        grid[y : y + h, x : x + w] = img
-    return grid
+make_grid = viz.grid_nhwc  # uint8 [N, H, W, C] -> one uint8 [H', W', C] image
 
 
 def to_png(image: np.ndarray) -> bytes:

@@ -1,27 +1,41 @@
-"""Pictures people would rather look at than read: sample grids and loss curves (PNG files)."""
+"""Pictures people would rather look at than read: sample grids and loss curves (PNG files).
+
+numpy at import time only (PIL and matplotlib load inside the functions), so the torch-free consumer
+(``ganlib.serving``) uses the same grid code."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] float NCHW -> uint8 NCHW."""
-    return np.clip((np.asarray(images, dtype=np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    """[-1, 1] float NCHW -> uint8 NCHW (round half to even)."""
+    x = np.clip((np.asarray(images, dtype=np.float32) + 1.0) * 127.5, 0, 255)
+    return np.rint(x).astype(np.uint8)
+
+
+def grid_nhwc(
+    images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 0
+) -> np.ndarray:
+    """uint8 [N, H, W, C] -> one uint8 [H', W', C] picture, ``nrow`` images per row (default ~sqrt(N))."""
+    n, h, w, c = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    out = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, np.uint8)
+    for i, img in enumerate(images):
+        r, col = divmod(i, nrow)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        out[y : y + h, x : x + w] = img
+    return out
 
 
 def grid(images_uint8: np.ndarray, nrow: int = 10, pad: int = 2) -> np.ndarray:
-    """uint8 NCHW -> one uint8 HxWxC (or HxW) picture with ``nrow`` images per row."""
-    n, c, h, w = images_uint8.shape
-    rows = (n + nrow - 1) // nrow
-    out = np.zeros((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.uint8)
-    for i in range(n):
-        r, col = divmod(i, nrow)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        out[:, y : y + h, x : x + w] = images_uint8[i]
-    return out[0] if c == 1 else out.transpose(1, 2, 0)
+    """uint8 NCHW -> one uint8 HxWxC (or HxW for one channel) picture with ``nrow`` images per row."""
+    out = grid_nhwc(images_uint8.transpose(0, 2, 3, 1), nrow, pad)
+    return out[:, :, 0] if out.shape[2] == 1 else out
 
 
 def save_grid(images: np.ndarray, path: str | Path, nrow: int = 10, scale: int = 2) -> Path:
