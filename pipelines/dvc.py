@@ -141,11 +141,6 @@ def default_remote(workspace: Path) -> str | None:
     return name if proc.returncode == 0 and name else None
 
 
-def has_remote(workspace: Path) -> bool:
-    """True when ``dvc push`` has somewhere to go: a default remote is set (``dvc remote add -d``)."""
-    return default_remote(workspace) is not None
-
-
 # Files a workspace needs besides data: the DVC pipeline, its params, and the stage's code deps.
 WORKSPACE_FILES = ("dvc.yaml", "params.yaml", "ganlib/data/preprocess.py", "ganlib/data/shards.py")
 

@@ -66,7 +66,7 @@ def test_s3_remote_with_endpointurl_round_trips(tmp_path: Path, monkeypatch) -> 
         ws = data_workspace(tmp_path / "ws", tmp_path / "src", resolution=8)
         dvc.dvc(ws, "remote", "add", "-d", "storage", "s3://dvc-data/gan")
         dvc.dvc(ws, "remote", "modify", "storage", "endpointurl", endpoint)
-        assert dvc.has_remote(ws)
+        assert dvc.default_remote(ws) == "storage"
 
         ingest_folder(image_folder(tmp_path / "src", per_class=5), ws / "data" / "raw" / "toy")
         dvc.add(ws, "data/raw/toy")
