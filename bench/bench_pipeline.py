@@ -3,7 +3,6 @@ ganlib functions directly, in the same process."""
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ def direct(root: Path) -> float:
     meta = {
         "model_name": "bench",
         "model_version": "v1",
-        "config_hash": cfg.digest(),
+        "config_hash": cfg.training_digest(),
         "data_hash": "bench",
         "fid": str(score["fid"]),
         "fid_backbone": score["label"],
@@ -72,7 +71,7 @@ def through_dagster(root: Path) -> float:
     resources = build_resources(
         ws,
         str(root / "store"),
-        gan_config=GanConfigResource(name="default", overrides_json=json.dumps(CONFIG)),
+        gan_config=GanConfigResource.with_overrides("default", CONFIG),
     )
     result = dg.materialize([*ASSETS, *CHECKS], resources=resources, instance=dg.DagsterInstance.ephemeral())
     assert result.success

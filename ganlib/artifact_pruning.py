@@ -13,10 +13,10 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import GANConfig
 from .dissect import dissect, save_strip
-from .evaluation import load_backbone, load_reference, sampler
-from .metrics import evaluate_samples, frechet_distance
+from .evaluation import load_backbone, load_reference, score_generator
+from .metrics import frechet_distance
 from .metrics.stats import FeatureStats
-from .models import ModelSpec, build_discriminator, load_generator
+from .models import load_discriminator, load_generator
 from .prune import ablate, count_params, prune_units
 
 
@@ -87,26 +87,17 @@ def dissect_and_prune(
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     state = load_checkpoint(checkpoint)
-    spec = ModelSpec.from_dict(state["model_spec"])
     generator = load_generator(checkpoint).to(device)
-    discriminator = build_discriminator(spec)
-    discriminator.load_state_dict(state["discriminator"])
-    discriminator = discriminator.to(device).eval()
+    discriminator = load_discriminator(checkpoint)  # with the options it was trained with
+    if discriminator is None:
+        raise ValueError(f"{checkpoint} holds no discriminator to dissect with")
+    discriminator = discriminator.to(device)
     backbone = load_backbone(backbone_name, backbone_cache, cfg.eval, device)
     reference, _ = load_reference(reference_stats)
 
     def score(g) -> dict[str, Any]:
-        # Same n, seeds and backbone as generator_evaluation, so before/after are comparable.
-        report = evaluate_samples(
-            backbone,
-            reference,
-            sampler(g, device),
-            cfg.eval.n_samples,
-            cfg.eval.n_seeds,
-            None,
-            data_hash=data_hash,
-        )
-        return {"fid": report.fid, "label": report.label}
+        # The evaluation's protocol (n, seeds, backbone, interval), so before/after/champion are comparable.
+        return score_generator(g, backbone, reference_stats, cfg.eval, data_hash, device)
 
     before = score(generator)
     units: dict[str, list[int]] = {}
@@ -144,6 +135,7 @@ def dissect_and_prune(
         "params_after": count_params(pruned),
         "fid_before": before["fid"],
         "fid_after": after["fid"],
+        "score_after": after,
         "fid_label": before["label"],
         "table": rows,
         "strip": strip,

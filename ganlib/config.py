@@ -77,6 +77,9 @@ class EvalConfig(_Strict):
     allow_download: bool = False
     n_samples: int = Field(2048, ge=16)
     n_seeds: int = Field(3, ge=1, description="FID repeats over fake-sample seeds, for a confidence interval")
+    bootstrap_rounds: int = Field(
+        200, ge=0, description="resamples of the reference for the real side of the FID interval; 0 = off"
+    )
     fid_max: float = Field(80.0, gt=0, description="absolute bound for the fid_gate")
     champion_tolerance: float = Field(0.10, ge=0, description="allowed relative regression vs champion")
 
@@ -113,24 +116,70 @@ class GANConfig(_Strict):
             raise ValueError("use letters, digits, '-', '_' or '.'")
         return v
 
-    def digest(self) -> str:
-        """A short stable hash of the whole config (recorded with every artifact)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+    def section_digest(self, *sections: str) -> str:
+        """A short stable hash of the named sections (what one stage's artifact depends on)."""
+        dumped = self.model_dump(mode="json")
+        blob = json.dumps({s: dumped[s] for s in sections}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def training_digest(self) -> str:
+        """What the trained weights depend on besides the data: model, loss and train sections, less the
+        purely operational keys (which device, how often to log or checkpoint, loader workers)."""
+        dumped = self.model_dump(mode="json")
+        train = {k: v for k, v in dumped["train"].items() if k not in OPERATIONAL_TRAIN_KEYS}
+        blob = json.dumps({"model": dumped["model"], "loss": dumped["loss"], "train": train}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def evaluation_digest(self) -> str:
+        return self.section_digest("eval")
+
+    def dissection_digest(self) -> str:
+        # Pruning measures FID before/after with the evaluation protocol, so both sections define it.
+        return self.section_digest("dissect", "eval")
+
+    def export_digest(self) -> str:
+        return self.section_digest("export")
+
+    def judged_with(self, current: GANConfig) -> GANConfig:
+        """This (training) config with the later stages' sections taken from ``current``: what a stage uses
+        when it judges, prunes or exports weights that this config trained."""
+        return self.model_copy(update={s: getattr(current, s) for s in STAGE_SECTIONS})
+
+
+# The sections that decide the weights, and those each later stage takes from the config in force.
+TRAINING_SECTIONS = ("model", "loss", "train")
+STAGE_SECTIONS = ("eval", "dissect", "export")
+OPERATIONAL_TRAIN_KEYS = frozenset({"device", "num_workers", "log_every", "checkpoint_every"})
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid GAN config ({source}):"]
+def _format_errors(
+    err: ValidationError, source: str, overrides: dict[str, Any] | None = None, overrides_source: str = ""
+) -> str:
+    """One line naming each bad key, the value, and where it came from (the file or the overrides)."""
+    problems = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = [str(p) for p in e["loc"]]
+        where = ".".join(loc) or "<root>"
+        origin = overrides_source if overrides_source and _has_path(overrides or {}, loc) else source
         if e["type"] == "extra_forbidden":
-            lines.append(f"  - unknown key '{where}'")
+            problems.append(f"unknown key '{where}' (in {origin})")
         else:
-            lines.append(f"  - {where}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+            problems.append(f"{where}: {e['msg']} (got {e.get('input')!r}, in {origin})")
+    return f"invalid GAN config ({source}): " + "; ".join(problems)
+
+
+def _has_path(tree: dict[str, Any], loc: list[str]) -> bool:
+    """Whether an error location (or its first key under a list) lies inside the overrides."""
+    node: Any = tree
+    for key in loc:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+        if not isinstance(node, dict):
+            return True
+    return True
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +190,10 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_config(
-    data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "<dict>"
+    data: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    source: str = "<dict>",
+    overrides_source: str = "overrides",
 ) -> GANConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid GAN config ({source}): expected a mapping at the top level")
@@ -149,16 +201,27 @@ def parse_config(
     try:
         return GANConfig.model_validate(merged)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(_format_errors(err, source, overrides, overrides_source)) from None
 
 
-def load_config(name_or_path: str | Path = "default", overrides: dict[str, Any] | None = None) -> GANConfig:
-    """Load ``configs/<name>.yaml`` (or a path), apply nested ``overrides``, validate."""
+def config_path(name_or_path: str | Path) -> Path:
+    """``configs/<name>.yaml`` for a bare name; a ``.yaml`` path as given. Raises ``ConfigError`` if absent."""
     path = Path(name_or_path)
     if path.suffix not in {".yaml", ".yml"}:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise ConfigError(f"no GAN config '{name_or_path}' (looked at {path}); known configs: {known}")
+    return path
+
+
+def load_config(
+    name_or_path: str | Path = "default",
+    overrides: dict[str, Any] | None = None,
+    overrides_source: str = "overrides",
+) -> GANConfig:
+    """Load ``configs/<name>.yaml`` (or a path), apply nested ``overrides``, validate. An error names the
+    file or ``overrides_source`` as the place each bad key came from."""
+    path = config_path(name_or_path)
     data = yaml.safe_load(path.read_text()) or {}
-    return parse_config(data, overrides, source=str(path))
+    return parse_config(data, overrides, source=str(path), overrides_source=overrides_source)

@@ -108,6 +108,30 @@ def sampler(generator: Generator, device: str, batch_size: int = 256):
     return sample
 
 
+def _score(
+    sample_fn, backbone: FeatureBackbone, reference_path: str | Path, cfg: EvalConfig, data_hash: str
+) -> dict[str, Any]:
+    """FID over ``cfg.n_seeds`` seeds (interval over both sides), KID, precision/recall, IS: a JSON-able dict.
+    Every scorer below goes through here, so challenger, champion and floor share one protocol."""
+    stats, real_features = load_reference(reference_path)
+    report = evaluate_samples(
+        backbone,
+        stats,
+        sample_fn,
+        cfg.n_samples,
+        cfg.n_seeds,
+        real_features,
+        data_hash=data_hash,
+        bootstrap_rounds=cfg.bootstrap_rounds,
+    )
+    d = report.to_dict()
+    if d["fid_ci"] is None:
+        d["fid_ci"] = [report.fid, report.fid]
+    d["backbone"] = report.backbone
+    d["kid"] = report.kid_mean
+    return d
+
+
 def score_generator(
     generator: Generator,
     backbone: FeatureBackbone,
@@ -116,22 +140,43 @@ def score_generator(
     data_hash: str,
     device: str,
 ) -> dict[str, Any]:
-    """FID over ``cfg.n_seeds`` seeds (with a 95% interval), KID, precision/recall, IS: a JSON-able dict."""
-    stats, real_features = load_reference(reference_path)
-    generator = generator.to(device).eval()
-    report = evaluate_samples(
-        backbone,
-        stats,
-        sampler(generator, device),
-        cfg.n_samples,
-        cfg.n_seeds,
-        real_features,
-        data_hash=data_hash,
-        kid_subset_size=min(1000, cfg.n_samples, len(real_features)),
-    )
-    d = report.to_dict()
-    if d["fid_ci"] is None:
-        d["fid_ci"] = [report.fid, report.fid]
-    d["backbone"] = report.backbone
-    d["kid"] = report.kid_mean
-    return d
+    """The scores of a PyTorch generator (see ``_score``)."""
+    return _score(sampler(generator.to(device).eval(), device), backbone, reference_path, cfg, data_hash)
+
+
+def score_onnx_generator(
+    onnx_path: str | Path,
+    backbone: FeatureBackbone,
+    reference_path: str | Path,
+    cfg: EvalConfig,
+    data_hash: str,
+) -> dict[str, Any]:
+    """The scores of an exported generator run by ONNX Runtime (the champion, as it is served), under the
+    same protocol: same backbone, reference, sample count and seeds. Conditional models get balanced
+    classes, as ``sampler`` gives the PyTorch generator."""
+    from .serving import OnnxGenerator
+
+    onnx = OnnxGenerator(onnx_path, device="cpu")
+
+    def sample(seed: int, n: int) -> torch.Tensor:
+        return torch.from_numpy(onnx.run(onnx.latents(n, seed))).clamp_(-1, 1)
+
+    return _score(sample, backbone, reference_path, cfg, data_hash)
+
+
+def score_real_floor(
+    backbone: FeatureBackbone,
+    processed_dir: str | Path,
+    reference_path: str | Path,
+    cfg: EvalConfig,
+    data_hash: str,
+) -> dict[str, Any]:
+    """The floor: real *training* images scored as if a generator drew them (with replacement, per seed),
+    under the same protocol as a generator. No generator of this data can be expected to score below it."""
+    train = _as_images(load_split(processed_dir, "train").images)
+
+    def sample(seed: int, n: int) -> torch.Tensor:
+        rows = np.random.default_rng(seed).integers(0, len(train), n)
+        return train[torch.from_numpy(rows)]
+
+    return _score(sample, backbone, reference_path, cfg, data_hash)

@@ -18,13 +18,12 @@ z to [-1, 1] for the same reason). Conditional generators either take a ``class_
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .models import load_discriminator  # noqa: F401 (re-exported: callers import it from here)
 from .models.base import Discriminator, Generator
 
 
@@ -140,24 +139,3 @@ def inpaint(
         contextual=ctx[pick].detach(),
         perceptual=per[pick].detach(),
     )
-
-
-def load_discriminator(checkpoint: str | Path, map_location: str = "cpu") -> Discriminator | None:
-    """The discriminator saved with a training checkpoint, in eval mode; None when the checkpoint has none
-    (e.g. a pruned generator) or was trained with options this build cannot rebuild."""
-    from .models import ModelSpec, build_discriminator
-
-    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
-    if "discriminator" not in state:
-        return None
-    options: dict = {}
-    if "config" in state:  # rebuild D with the options it was trained with
-        cfg = json.loads(state["config"])
-        options["minibatch_discrimination"] = bool(cfg.get("loss", {}).get("minibatch_discrimination", False))
-        sn = cfg.get("model", {}).get("d_spectral_norm", "auto")
-        if sn != "auto":
-            options["spectral_norm"] = bool(sn)
-    spec = ModelSpec.from_dict({k: v for k, v in state["model_spec"].items() if k != "pruned_widths"})
-    d = build_discriminator(spec, **options)
-    d.load_state_dict(state["discriminator"])
-    return d.eval()

@@ -1,27 +1,31 @@
 """Blocking asset checks: a failed gate stops every downstream asset of the run.
 
-Each check always returns a result (never raises): Dagster only blocks downstream assets on a failed
+Each check reports the decision its asset took and stored, and records the stored value's identity
+(``value_identity``), so the export can find in Dagster's event log that exactly this value passed.
+Each always returns a result (never raises): Dagster blocks downstream assets only on a failed
 ERROR-severity result, and a crashing check emits none.
 """
 
 import dagster as dg
 
 from pipelines.assets.model import generator_evaluation, pruned_generator
+from pipelines.types import Evaluation, GateDecision, PrunedGenerator, Record
 
 
-def _result(decision: dict | None, extra: dict) -> dg.AssetCheckResult:
-    if not decision:
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"reasons": "no gate decision was recorded"},
-        )
+def _result(decision: GateDecision, value: Record, extra: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        passed=bool(decision["passed"]),
+        passed=decision.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "decision": "pass" if decision["passed"] else "FAIL",
-            "reasons": "; ".join(decision["reasons"]),
+            "decision": "pass" if decision.passed else "FAIL",
+            "reasons": "; ".join(decision.reasons),
+            "judged_sha256": decision.judged_sha256,
+            "settings_digest": decision.settings_digest,
+            "value_identity": value.identity(),
+            "champion_fid": dg.MetadataValue.float(decision.champion_fid)
+            if decision.champion_fid is not None
+            else "none",
+            "champion_version": decision.champion_version or "none",
             **extra,
         },
     )
@@ -30,31 +34,34 @@ def _result(decision: dict | None, extra: dict) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=generator_evaluation,
     blocking=True,
-    description="FID under the absolute bound and not a real regression vs the champion.",
+    description="FID under the absolute bound and not a real regression vs the champion re-scored in the same run.",
 )
-def fid_gate(generator_evaluation: dict) -> dg.AssetCheckResult:
-    d = generator_evaluation.get("gate") or {}
+def fid_gate(generator_evaluation: Evaluation) -> dg.AssetCheckResult:
+    score = generator_evaluation.score
     return _result(
-        d,
+        generator_evaluation.gate,
+        generator_evaluation,
         {
-            "fid": d.get("fid"),
-            "fid_max": d.get("fid_max"),
-            "champion_fid": d.get("champion_fid") if d.get("champion_fid") is not None else "none",
-            "backbone": d.get("label", ""),
+            "fid": dg.MetadataValue.float(score["fid"]),
+            "fid_max": dg.MetadataValue.float(generator_evaluation.gate.limit),
+            "backbone": score.get("label", ""),
         },
     )
 
 
 @dg.asset_check(
-    asset=pruned_generator, blocking=True, description="Pruning did not make FID worse beyond the tolerance."
+    asset=pruned_generator,
+    blocking=True,
+    description="Pruning did not make FID worse beyond the tolerance, and the pruned model is not a real "
+    "regression vs the shipped champion re-scored in the same run.",
 )
-def prune_gate(pruned_generator: dict) -> dg.AssetCheckResult:
-    d = pruned_generator.get("gate") or {}
+def prune_gate(pruned_generator: PrunedGenerator) -> dg.AssetCheckResult:
     return _result(
-        d,
+        pruned_generator.gate,
+        pruned_generator,
         {
-            "fid_before": d.get("fid_before"),
-            "fid_after": d.get("fid_after"),
-            "units_removed": pruned_generator.get("units_removed", 0),
+            "fid_before": dg.MetadataValue.float(pruned_generator.fid_before),
+            "fid_after": dg.MetadataValue.float(pruned_generator.fid_after),
+            "units_removed": pruned_generator.units_removed,
         },
     )

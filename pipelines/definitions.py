@@ -11,6 +11,7 @@ from pipelines.assets.data import processed_dataset, raw_images
 from pipelines.assets.export import onnx_generator
 from pipelines.assets.model import fid_reference, generator_evaluation, pruned_generator, trained_generator
 from pipelines.checks import fid_gate, prune_gate
+from pipelines.io_manager import JsonRecordIOManager
 from pipelines.jobs import executor_from_env, new_raw_data_sensor, retrain_job, weekly_retrain
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
 
@@ -29,7 +30,7 @@ CHECKS = [fid_gate, prune_gate]
 def build_resources(
     workspace_root: str | Path | None = None, store_uri: str | None = None, **overrides
 ) -> dict:
-    """Resources for a workspace; asset values (small dicts of paths and numbers) live in its outputs/."""
+    """Resources for a workspace; asset values (small JSON records, pipelines/types.py) live in its outputs/."""
     ws = Workspace(root=str(workspace_root)) if workspace_root else Workspace()
     resources = {
         "workspace": ws,
@@ -40,7 +41,7 @@ def build_resources(
         else ObjectStoreResource(
             uri=os.environ.get("GAN_STORE_URI", str(ws.path / "outputs" / "object_store"))
         ),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(ws.path / "outputs" / "dagster_io")),
+        "io_manager": JsonRecordIOManager(base_dir=str(ws.path / "outputs" / "dagster_io")),
     }
     resources.update(overrides)
     return resources

@@ -1,68 +1,106 @@
-"""Gate decisions: plain functions of numbers, so the evaluation stores the same decision the check shows
-and the export re-reads it before publishing, however the export was launched."""
+"""Gate decisions: plain functions of scores, so the asset stores the decision the check shows, and the
+export can take it again from the stored numbers under the config in force, however it was launched.
+
+A champion is compared only when it was scored in the same run under the same protocol (ganlib's
+``comparison_problems`` decides what "same" means); a stored number from another run is never used.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ganlib.metrics import ScoreReport, comparison_problems
+from pipelines.types import GateDecision
+
+
+def _champion_check(
+    score: dict[str, Any], champion: dict[str, Any] | None, tolerance: float, what: str
+) -> tuple[bool, str, float | None]:
+    """(passed, reason, champion FID used). A regression is real when the mean FID is worse than
+    ``champion * (1 + tolerance)`` AND so is the lower end of its 95% interval: noise alone cannot fail."""
+    if champion is None:
+        return True, "no champion yet: absolute bound only", None
+    if champion.get("unscorable"):
+        why = champion["unscorable"]
+        return (
+            True,
+            f"champion {champion.get('version')} could not be scored here ({why}): not compared",
+            None,
+        )
+    problems = comparison_problems(ScoreReport.from_dict(score), ScoreReport.from_dict(champion))
+    if problems:
+        return True, f"champion {champion.get('version')} not comparable ({'; '.join(problems)})", None
+    fid, ci_low, champ = float(score["fid"]), float(score["fid_ci"][0]), float(champion["fid"])
+    limit = champ * (1 + tolerance)
+    where = f"champion {champion.get('version')} re-scored in this run: {champ:.3f}"
+    if fid > limit and ci_low > limit:
+        return (
+            False,
+            f"{what} FID {fid:.3f} (CI low {ci_low:.3f}) is worse than {where} +{tolerance:.0%}",
+            champ,
+        )
+    return True, f"{what} FID {fid:.3f} not worse than {where} beyond +{tolerance:.0%}", champ
+
 
 def fid_gate(
-    score: dict[str, Any], champion: dict[str, Any] | None, fid_max: float, tolerance: float
-) -> dict[str, Any]:
-    """Pass when FID is under ``fid_max`` and not a real regression against the champion.
-
-    A regression is real when the mean FID is worse than ``champion * (1 + tolerance)`` AND the lower end of
-    its confidence interval is too, so seed noise alone cannot fail a good model. A champion measured with
-    another backbone is not comparable and is ignored (said in the reasons).
-    """
-    fid, label = float(score["fid"]), score["label"]
-    ci_low = float(score.get("fid_ci", [fid, fid])[0])
+    score: dict[str, Any],
+    champion: dict[str, Any] | None,
+    *,
+    fid_max: float,
+    tolerance: float,
+    judged_sha256: str,
+    settings_digest: str,
+) -> GateDecision:
+    """Pass when FID is under ``fid_max`` and not a real regression against the champion."""
+    fid = float(score["fid"])
     reasons, passed = [], True
     if not fid < fid_max:
         passed = False
         reasons.append(f"FID {fid:.3f} is not under the absolute bound {fid_max:g}")
-    champ_fid = None
-    if champion is None:
-        reasons.append("no champion yet: absolute bound only")
-    elif champion.get("backbone") != score.get("backbone"):
-        reasons.append(
-            f"champion was measured with {champion.get('backbone')!r}, this model with {score.get('backbone')!r}: "
-            "not comparable, absolute bound only"
-        )
-    else:
-        champ_fid = float(champion["fid"])
-        limit = champ_fid * (1 + tolerance)
-        if fid > limit and ci_low > limit:
-            passed = False
-            reasons.append(
-                f"FID {fid:.3f} (CI low {ci_low:.3f}) is worse than champion {champ_fid:.3f} +{tolerance:.0%}"
-            )
-        else:
-            reasons.append(f"not worse than champion {champ_fid:.3f} beyond +{tolerance:.0%}")
-    return {
-        "gate": "fid_gate",
-        "passed": passed,
-        "fid": fid,
-        "label": label,
-        "fid_max": fid_max,
-        "champion_fid": champ_fid,
-        "champion_version": (champion or {}).get("version"),
-        "tolerance": tolerance,
-        "reasons": reasons,
-    }
+    ok, reason, champ = _champion_check(score, champion, tolerance, "this model's")
+    passed &= ok
+    reasons.append(reason)
+    return GateDecision(
+        gate="fid_gate",
+        passed=passed,
+        reasons=reasons,
+        judged_sha256=judged_sha256,
+        settings_digest=settings_digest,
+        fid=fid,
+        limit=fid_max,
+        champion_fid=champ,
+        champion_version=(champion or {}).get("version") if champ is not None else None,
+    )
 
 
-def prune_gate(fid_before: float, fid_after: float, tolerance: float) -> dict[str, Any]:
+def prune_gate(
+    fid_before: float,
+    pruned_score: dict[str, Any],
+    champion: dict[str, Any] | None,
+    *,
+    tolerance: float,
+    champion_tolerance: float,
+    judged_sha256: str,
+    settings_digest: str,
+) -> GateDecision:
+    """Pass when pruning did not make FID worse beyond ``tolerance`` and the pruned model (the one that
+    would ship) is not a real regression against the shipped champion: both sides of that comparison
+    are exported, pruned models, scored in the same run."""
+    fid_after = float(pruned_score["fid"])
     limit = fid_before * (1 + tolerance)
     passed = fid_after <= limit
     verdict = "within" if passed else "beyond"
-    return {
-        "gate": "prune_gate",
-        "passed": passed,
-        "fid_before": fid_before,
-        "fid_after": fid_after,
-        "tolerance": tolerance,
-        "reasons": [
-            f"FID after pruning {fid_after:.3f} vs before {fid_before:.3f}: {verdict} +{tolerance:.0%}"
-        ],
-    }
+    reasons = [f"FID after pruning {fid_after:.3f} vs before {fid_before:.3f}: {verdict} +{tolerance:.0%}"]
+    ok, reason, champ = _champion_check(pruned_score, champion, champion_tolerance, "the pruned model's")
+    reasons.append(reason)
+    return GateDecision(
+        gate="prune_gate",
+        passed=passed and ok,
+        reasons=reasons,
+        judged_sha256=judged_sha256,
+        settings_digest=settings_digest,
+        fid=fid_after,
+        limit=limit,
+        champion_fid=champ,
+        champion_version=(champion or {}).get("version") if champ is not None else None,
+    )

@@ -28,8 +28,37 @@ def make_workspace(root: Path, resolution: int = 16) -> Path:
     return ws
 
 
-def tiny_overrides(**sections: dict) -> str:
+def tiny_overrides(**sections: dict) -> dict:
     merged = json.loads(json.dumps(TINY))
     for key, values in sections.items():
         merged.setdefault(key, {}).update(values)
-    return json.dumps(merged)
+    return merged
+
+
+def tiny_config(**sections: dict):
+    """The gan_config resource for the tiny config, with ``sections`` merged over it."""
+    from pipelines.resources import GanConfigResource
+
+    return GanConfigResource.with_overrides("default", tiny_overrides(**sections))
+
+
+def materialize_tiny(ws: Path, store: Path, selection=None, instance=None, **sections: dict):
+    """Materialize (a selection of) the chain in-process on the tiny config, as a user's launch would."""
+    import dagster as dg
+
+    from pipelines.definitions import ASSETS, CHECKS, build_resources
+
+    resources = build_resources(ws, str(store), gan_config=tiny_config(**sections))
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        resources=resources,
+        selection=selection,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def step_failure(result) -> str:
+    """The first failed step's error message (the one line a user reads)."""
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    return failure.step_failure_data.error.message

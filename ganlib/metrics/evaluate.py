@@ -1,9 +1,19 @@
 """Score a generator: FID over several sample seeds (with a confidence interval), KID, precision/recall
 and Inception Score, plus the protocol needed to know which numbers may be compared.
 
-The FID interval is a Student-t 95% interval over the k per-seed FIDs, mean ± t(0.975, k-1) * s / sqrt(k):
-it covers the variation due to which fake samples were drawn (the reference stats are fixed). It does not
-remove FID's upward bias at finite n, which is why scores are only comparable at equal n and backbone.
+The FID is the mean over k fake-sample seeds. Its 95% interval covers both sides of the estimate:
+
+* the fake side: the spread of the k per-seed FIDs, t(0.975, k-1) * s / sqrt(k);
+* the real side: a bootstrap over the reference samples (resampled with replacement, the fake features held
+  fixed), the standard deviation of the FID's change, 1.96 * sd;
+
+combined as half-width = sqrt(fake_half^2 + real_half^2). With a few hundred reference images the real side
+dominates; an interval over seeds alone understates the spread. The interval does not remove FID's upward
+bias at finite n, which is why scores are only comparable at equal n, backbone and reference.
+
+KID is computed on features standardized by the reference's per-dimension mean and standard deviation
+(``kid_standardize``), so the cubic kernel sees values of order one whatever the backbone's scale (on raw
+features of a small backbone the kernel reaches ~1e5 and real-vs-real KID is dominated by its variance).
 """
 
 from __future__ import annotations
@@ -48,6 +58,9 @@ class ScoreReport:
     recall: float | None = None
     inception_score: float | None = None
     inception_score_std: float | None = None
+    fid_ci_fake_only: tuple[float, float] | None = None  # the interval over seeds alone, for comparison
+    fid_se_real: float | None = None  # bootstrap standard deviation from the reference side
+    kid_subset_size: int | None = None  # the subset size KID really used
     protocol: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -67,6 +80,7 @@ class ScoreReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fid_ci"] = list(self.fid_ci) if self.fid_ci is not None else None
+        d["fid_ci_fake_only"] = list(self.fid_ci_fake_only) if self.fid_ci_fake_only is not None else None
         d["label"] = self.label
         return d
 
@@ -75,8 +89,9 @@ class ScoreReport:
         """Inverse of ``to_dict``; keys that are not fields (``label``, extras callers added) are ignored."""
         names = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
-        if d.get("fid_ci") is not None:
-            d["fid_ci"] = (float(d["fid_ci"][0]), float(d["fid_ci"][1]))
+        for key in ("fid_ci", "fid_ci_fake_only"):
+            if d.get(key) is not None:
+                d[key] = (float(d[key][0]), float(d[key][1]))
         return cls(**d)
 
 
@@ -112,13 +127,37 @@ def reference_stats(backbone: FeatureBackbone, images: torch.Tensor) -> FeatureS
     return FeatureStats.from_features(backbone.features(images), backbone=backbone.name)
 
 
-def _t_interval(values: list[float]) -> tuple[float, float] | None:
+def _t_half_width(values: list[float]) -> float | None:
     k = len(values)
     if k < 2:
         return None
-    mean = float(np.mean(values))
-    half = float(scipy.stats.t.ppf(0.975, k - 1) * np.std(values, ddof=1) / np.sqrt(k))
-    return (mean - half, mean + half)
+    return float(scipy.stats.t.ppf(0.975, k - 1) * np.std(values, ddof=1) / np.sqrt(k))
+
+
+def real_side_sd(
+    real_features: np.ndarray, fake_features: list[np.ndarray], backbone: str, rounds: int, seed: int = 0
+) -> float:
+    """Standard deviation of the seed-mean FID when the reference samples are redrawn (bootstrap).
+
+    Each round resamples the reference rows with replacement and recomputes the FID against every seed's
+    fixed fake features; the spread of the mean over seeds is what the finite reference contributes.
+    """
+    rng = np.random.default_rng(seed)
+    fakes = [FeatureStats.from_features(f, backbone) for f in fake_features]
+    values = []
+    for _ in range(rounds):
+        rows = rng.integers(0, len(real_features), len(real_features))
+        ref = FeatureStats.from_features(real_features[rows], backbone)
+        values.append(np.mean([frechet_distance(ref, f).value for f in fakes]))
+    return float(np.std(values, ddof=1))
+
+
+def standardize(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature sets scaled by the real set's per-dimension mean and standard deviation."""
+    mu = real.mean(axis=0)
+    sd = real.std(axis=0)
+    sd[sd == 0] = 1.0
+    return (real - mu) / sd, (fake - mu) / sd
 
 
 def evaluate_samples(
@@ -134,6 +173,8 @@ def evaluate_samples(
     seed_offset: int = 0,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
+    kid_standardize: bool = True,
+    bootstrap_rounds: int = 200,
     pr_k: int = 3,
     is_splits: int = 10,
     eps: float = 1e-6,
@@ -142,7 +183,8 @@ def evaluate_samples(
 
     FID is computed for seeds ``seed_offset .. seed_offset + n_seeds - 1`` (n fake images each); KID,
     precision/recall (against ``real_features_for_kid_pr``, skipped when None) and the Inception Score
-    (when the backbone has class probabilities) use the first seed's samples.
+    (when the backbone has class probabilities) use the first seed's samples. With the real features and
+    ``bootstrap_rounds > 0`` the FID interval also covers the reference side (see the module docstring).
     """
     if reference.backbone and reference.backbone != backbone.name:
         raise IncomparableScoresError(
@@ -156,20 +198,21 @@ def evaluate_samples(
     warnings: list[str] = []
     seeds = [seed_offset + i for i in range(n_seeds)]
     fids: list[float] = []
-    first_feats: np.ndarray | None = None
+    per_seed: list[np.ndarray] = []
     first_probs: np.ndarray | None = None
     for seed in seeds:
         images = sample_fn(seed, n)
         if images.shape[0] != n:
             raise ValueError(f"sample_fn(seed={seed}, n={n}) returned {images.shape[0]} images")
         feats, probs = backbone.embed(images)
-        if first_feats is None:
-            first_feats, first_probs = feats, probs
+        if not per_seed:
+            first_probs = probs
+        per_seed.append(feats)
         result = frechet_distance(reference, FeatureStats.from_features(feats, backbone.name), eps=eps)
         fids.append(result.value)
         if result.eps_added:
             warnings.append(f"seed {seed}: {result.note}")
-    assert first_feats is not None
+    first_feats = per_seed[0]
 
     if n < RECOMMENDED_N:
         warnings.append(
@@ -181,18 +224,39 @@ def evaluate_samples(
         warnings.append(
             f"n_real={reference.n} <= D={reference.dim}: the reference covariance is rank-deficient"
         )
-    if n_seeds < 2:
-        warnings.append("n_seeds=1: no confidence interval for FID")
-
-    report = ScoreReport(fid=float(np.mean(fids)), fid_ci=_t_interval(fids), fid_per_seed=fids, seeds=seeds)
-    if real_features_for_kid_pr is not None:
-        kid = kernel_inception_distance(
-            real_features_for_kid_pr, first_feats, num_subsets=kid_subsets, subset_size=kid_subset_size
+    if reference.n < n:
+        warnings.append(
+            f"the reference has {reference.n} samples, fewer than the {n} the protocol draws: its side "
+            "dominates the FID's uncertainty (the interval includes it when the real features are given)"
         )
-        report.kid_mean, report.kid_std = kid.mean, kid.std
+
+    fid = float(np.mean(fids))
+    fake_half = _t_half_width(fids)
+    real_sd = None
+    if real_features_for_kid_pr is not None and bootstrap_rounds > 1:
+        real_sd = real_side_sd(real_features_for_kid_pr, per_seed, backbone.name, bootstrap_rounds)
+    halves = [h for h in (fake_half, None if real_sd is None else 1.96 * real_sd) if h is not None]
+    half = float(np.sqrt(sum(h * h for h in halves))) if halves else None
+    if half is None:
+        warnings.append("n_seeds=1 and no real features: no confidence interval for FID")
+    report = ScoreReport(
+        fid=fid,
+        fid_ci=None if half is None else (fid - half, fid + half),
+        fid_per_seed=fids,
+        seeds=seeds,
+        fid_ci_fake_only=None if fake_half is None else (fid - fake_half, fid + fake_half),
+        fid_se_real=real_sd,
+    )
+    if real_features_for_kid_pr is not None:
+        real_k, fake_k = real_features_for_kid_pr, first_feats
+        if kid_standardize:
+            real_k, fake_k = standardize(np.asarray(real_k, np.float64), np.asarray(fake_k, np.float64))
+        kid = kernel_inception_distance(real_k, fake_k, num_subsets=kid_subsets, subset_size=kid_subset_size)
+        report.kid_mean, report.kid_std, report.kid_subset_size = kid.mean, kid.std, kid.subset_size
         if kid.subset_size < kid_subset_size:
             warnings.append(
-                f"KID subset size reduced to {kid.subset_size} (fewer samples than {kid_subset_size})"
+                f"KID subsets hold {kid.subset_size} samples, not {kid_subset_size}: only "
+                f"{len(real_features_for_kid_pr)} real and {len(first_feats)} fake samples"
             )
         pr = precision_recall(real_features_for_kid_pr, first_feats, k=pr_k)
         report.precision, report.recall = pr.precision, pr.recall
@@ -213,8 +277,19 @@ def evaluate_samples(
         "n_seeds": n_seeds,
         "reference_split": reference_split,
         "data_hash": data_hash,
-        "fid_ci_method": "student-t 95% over per-seed FIDs",
-        "kid": {"subsets": kid_subsets, "subset_size": kid_subset_size, "kernel": "(x.y/D+1)^3"},
+        "fid_ci_method": (
+            "95%: sqrt((t_{k-1} * sd_seeds / sqrt(k))^2 + (1.96 * sd_bootstrap_real)^2), "
+            f"{bootstrap_rounds} bootstrap rounds over the reference"
+            if real_sd is not None
+            else "95%: student-t over per-seed FIDs (reference side not covered)"
+        ),
+        "kid": {
+            "subsets": kid_subsets,
+            "subset_size": report.kid_subset_size,
+            "subset_size_requested": kid_subset_size,
+            "kernel": "(x.y/D+1)^3",
+            "features": "standardized by the reference's mean and sd" if kid_standardize else "raw",
+        },
         "precision_recall_k": pr_k,
         "inception_score_splits": is_splits,
         "eps": eps,

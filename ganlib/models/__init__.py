@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +58,25 @@ def load_generator(checkpoint: str | Path, ema: bool = True, map_location: str =
     return g.eval()
 
 
+def load_discriminator(checkpoint: str | Path, map_location: str = "cpu") -> Discriminator | None:
+    """The discriminator saved with a training checkpoint, in eval mode; None when the checkpoint has none
+    (e.g. a pruned generator) or was trained with options this build cannot rebuild."""
+    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    if "discriminator" not in state:
+        return None
+    options: dict = {}
+    if "config" in state:  # rebuild D with the options it was trained with
+        cfg = json.loads(state["config"])
+        options["minibatch_discrimination"] = bool(cfg.get("loss", {}).get("minibatch_discrimination", False))
+        sn = cfg.get("model", {}).get("d_spectral_norm", "auto")
+        if sn != "auto":
+            options["spectral_norm"] = bool(sn)
+    spec = ModelSpec.from_dict({k: v for k, v in state["model_spec"].items() if k != "pruned_widths"})
+    d = build_discriminator(spec, **options)
+    d.load_state_dict(state["discriminator"])
+    return d.eval()
+
+
 __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
@@ -65,5 +85,6 @@ __all__ = [
     "ModelSpec",
     "build_discriminator",
     "build_generator",
+    "load_discriminator",
     "load_generator",
 ]

@@ -9,7 +9,8 @@ from ganlib.data.sources import IngestError, ingest_source
 from ganlib.viz import save_grid
 from pipelines import dvc
 from pipelines.metadata import image, table
-from pipelines.resources import Workspace
+from pipelines.resources import GanConfigResource, Workspace
+from pipelines.types import ProcessedDataset, RawImages
 
 OWNERS = ["team:ml-platform"]
 
@@ -22,7 +23,11 @@ OWNERS = ["team:ml-platform"]
     description="Pulls the configured source (params.yaml: ingest) into `data/raw/NAME/`, validating every "
     "file; rejects are listed with their reason. The folder is tracked with `dvc add`.",
 )
-def raw_images(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Output[dict]:
+def raw_images(
+    context: dg.AssetExecutionContext,
+    workspace: Workspace,
+    gan_config: GanConfigResource,  # validated as this first step starts: a bad config fails before any work
+) -> dg.Output[RawImages]:
     params = workspace.params().get("ingest", {})
     name, source = params.get("name", "digits"), str(params.get("source", "digits"))
     raw_dir = workspace.raw_dir(name)
@@ -41,7 +46,7 @@ def raw_images(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Ou
     raw_hash = dvc.add(workspace.path, f"data/raw/{name}", log=context.log.info)
     preview = save_grid(_preview(raw_dir), workspace.outputs("raw_images") / f"{name}-preview.png", nrow=16)
     return dg.Output(
-        {"name": name, "raw_dir": str(raw_dir), "dvc_hash": raw_hash, "count": report.accepted},
+        RawImages(name=name, raw_dir=str(raw_dir), dvc_hash=raw_hash, count=report.accepted),
         data_version=dg.DataVersion(raw_hash),
         metadata={
             "source": source,
@@ -88,7 +93,11 @@ def _preview(raw_dir, n: int = 64):
     description="Runs `dvc repro preprocess` (dvc.yaml): resize, split train/val, pack uint8 shards. "
     "Unchanged raw data and params: DVC skips the stage and the data version stays the same.",
 )
-def processed_dataset(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Output[dict]:
+def processed_dataset(
+    context: dg.AssetExecutionContext,
+    workspace: Workspace,
+    gan_config: GanConfigResource,  # validated before DVC runs (see raw_images)
+) -> dg.Output[ProcessedDataset]:
     try:
         result = dvc.repro(workspace.path, "preprocess", log=context.log.info)
     except dvc.DvcError as exc:
@@ -108,7 +117,14 @@ def processed_dataset(context: dg.AssetExecutionContext, workspace: Workspace) -
     val = load_split(workspace.processed_dir, "val")
     preview = save_grid(val.images[:64], workspace.outputs("processed_dataset") / "val-preview.png", nrow=16)
     return dg.Output(
-        {"path": str(workspace.processed_dir), "dvc_hash": result.output_hash, "meta": meta},
+        ProcessedDataset(
+            path=str(workspace.processed_dir),
+            data_hash=result.output_hash,
+            counts=meta["counts"],
+            resolution=meta["resolution"],
+            channels=meta["channels"],
+            class_names=[str(c) for c in meta["class_names"]],
+        ),
         data_version=dg.DataVersion(result.output_hash),
         metadata={
             "dvc_hash": result.output_hash,

@@ -1,19 +1,59 @@
-"""Model assets: the FID reference, training, evaluation (with the gate decision) and pruning."""
+"""Model assets: the FID reference, training, evaluation (with the gate decision) and pruning.
+
+Each takes the config that made its input from that input's record (``TrainedGenerator.config``) and only
+its own stage's section from the config in force, and checks that its inputs are the artifacts their
+records name before it judges them (``pipelines/provenance.py``).
+"""
 
 import json
 from pathlib import Path
 
 import dagster as dg
 
+from ganlib.config import GANConfig
+from ganlib.store import sha256_file
 from pipelines import gates
 from pipelines.metadata import image, table
+from pipelines.provenance import ChainBroken, require_equal, require_file
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
+from pipelines.types import Evaluation, FidReference, ProcessedDataset, PrunedGenerator, TrainedGenerator
 
 OWNERS = ["team:ml-research"]
 
 
 def _short(data_hash: str) -> str:
     return data_hash.split(".")[0][:8]
+
+
+def _judging_config(trained: TrainedGenerator, gan_config: GanConfigResource) -> GANConfig:
+    """The config that trained ``trained``, with the later stages' sections from the config in force."""
+    return GANConfig.model_validate(trained.config).judged_with(gan_config.load())
+
+
+def _champion(
+    context: dg.AssetExecutionContext,
+    object_store: ObjectStoreResource,
+    cfg: GANConfig,
+    workspace: Workspace,
+    score_fn,
+) -> dict | None:
+    """The published ``latest`` of this model, pulled (sha256-verified) and re-scored now by ``score_fn``.
+    None when nothing is published yet; a champion that cannot be scored here is reported, not compared."""
+    from ganlib.serving import pull
+    from ganlib.store import ObjectNotFound, StoreError
+
+    try:
+        pulled = pull(object_store.open(), cfg.export.model_name, cache_dir=workspace.outputs("champions"))
+    except ObjectNotFound:
+        return None
+    except StoreError as exc:
+        raise dg.Failure(f"cannot read the champion from the object store: {exc}") from None
+    try:
+        score = score_fn(pulled.path)
+    except (ValueError, RuntimeError) as exc:
+        context.log.warning(f"champion {pulled.version} could not be scored here: {exc}")
+        return {"version": pulled.version, "unscorable": str(exc), "fid": None, "protocol": {}}
+    return {**score, "version": pulled.version}
 
 
 @dg.asset(
@@ -27,31 +67,41 @@ def _short(data_hash: str) -> str:
 )
 def fid_reference(
     context: dg.AssetExecutionContext,
-    processed_dataset: dict,
+    processed_dataset: ProcessedDataset,
     workspace: Workspace,
     gan_config: GanConfigResource,
     compute: ComputeResource,
-) -> dg.Output[dict]:
+) -> dg.Output[FidReference]:
     from ganlib.evaluation import build_backbone, compute_reference
 
     cfg = gan_config.load()
-    data_hash = processed_dataset["dvc_hash"]
+    data_hash = processed_dataset.data_hash
     out_dir = workspace.outputs("fid_reference", _short(data_hash))
     backbone = build_backbone(
-        cfg.eval, processed_dataset["path"], data_hash, workspace.outputs("backbones"), compute.torch_device()
+        cfg.eval, processed_dataset.path, data_hash, workspace.outputs("backbones"), compute.torch_device()
     )
     ref = compute_reference(
-        backbone, processed_dataset["path"], out_dir / f"{backbone.name.replace(':', '-')}.npz"
+        backbone, processed_dataset.path, out_dir / f"{backbone.name.replace(':', '-')}.npz"
     )
+    stats_sha = sha256_file(ref.path)[0]
     return dg.Output(
-        {"stats_path": str(ref.path), "backbone": backbone.name, "n": ref.n, "data_hash": data_hash},
-        data_version=dg.DataVersion(f"{backbone.name}@{data_hash}"),
+        FidReference(
+            stats_path=str(ref.path),
+            stats_sha256=stats_sha,
+            backbone=backbone.name,
+            backbone_weights_sha256=backbone.weights_sha256,
+            n=ref.n,
+            data_hash=data_hash,
+            dataset_path=processed_dataset.path,
+        ),
+        data_version=dg.DataVersion(stats_sha[:16]),
         metadata={
             "backbone": backbone.name,
             "weights_sha256": backbone.weights_sha256,
+            "stats_sha256": stats_sha,
             "samples": ref.n,
             "feature_dim": ref.dim,
-            "stats": str(ref.path),
+            "stats": dg.MetadataValue.path(str(ref.path)),
             "warnings": "; ".join(ref.warnings) or "none",
         },
     )
@@ -77,15 +127,16 @@ def fid_reference(
         }
     },
     description="Trains the GAN named by the config (`configs/NAME.yaml`) on the processed train split; keeps "
-    "an EMA generator; checkpoints and resumes from `outputs/train/CONFIG-HASH-DATA/`.",
+    "an EMA generator; checkpoints and resumes from `outputs/train/NAME-TRAININGDIGEST-DATA/`. Only the "
+    "model, loss and train sections decide the folder: changing eval/dissect/export never retrains.",
 )
 def trained_generator(
     context: dg.AssetExecutionContext,
-    processed_dataset: dict,
+    processed_dataset: ProcessedDataset,
     workspace: Workspace,
     gan_config: GanConfigResource,
     compute: ComputeResource,
-) -> dg.Output[dict]:
+) -> dg.Output[TrainedGenerator]:
     from ganlib.data.shards import load_split
     from ganlib.models import load_generator
     from ganlib.training import NonFiniteLossError, train
@@ -94,9 +145,10 @@ def trained_generator(
     cfg = gan_config.load()
     if cfg.train.device == "auto" and compute.device != "auto":
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": compute.device})})
-    data_hash = processed_dataset["dvc_hash"]
-    run_dir = workspace.outputs("train", f"{cfg.name}-{cfg.digest()}-{_short(data_hash)}")
-    split = load_split(processed_dataset["path"], "train")
+    data_hash = processed_dataset.data_hash
+    training_digest = cfg.training_digest()
+    run_dir = workspace.outputs("train", f"{cfg.name}-{training_digest}-{_short(data_hash)}")
+    split = load_split(processed_dataset.path, "train")
 
     def on_log(step: int, values: dict[str, float]) -> None:
         context.log.info(
@@ -118,19 +170,22 @@ def trained_generator(
         samples = generator(z, y).numpy()
     grid_path = save_grid(samples, run_dir / "samples.png", nrow=10)
     plot_path = save_loss_plot(result.history, run_dir / "losses.png", title=f"{cfg.name}: losses")
+    checkpoint_sha = sha256_file(result.checkpoint)[0]
     return dg.Output(
-        {
-            "checkpoint": str(result.checkpoint),
-            "run_dir": str(run_dir),
-            "config_name": cfg.name,
-            "config_digest": cfg.digest(),
-            "config": cfg.model_dump(mode="json"),
-            "data_hash": data_hash,
-            "model_spec": generator.spec.to_dict(),
-        },
+        TrainedGenerator(
+            checkpoint=str(result.checkpoint),
+            checkpoint_sha256=checkpoint_sha,
+            run_dir=str(run_dir),
+            config=cfg.model_dump(mode="json"),
+            training_digest=training_digest,
+            data_hash=data_hash,
+            steps=cfg.train.steps,
+        ),
+        data_version=dg.DataVersion(checkpoint_sha[:16]),
         metadata={
             "config": cfg.name,
-            "config_digest": cfg.digest(),
+            "training_digest": training_digest,
+            "checkpoint_sha256": checkpoint_sha,
             "family": cfg.model.family,
             "steps": cfg.train.steps,
             "resumed_from_step": result.resumed_from,
@@ -144,56 +199,90 @@ def trained_generator(
     )
 
 
+def _require_reference_for(
+    stage: str, trained: TrainedGenerator, reference: FidReference, cfg: GANConfig
+) -> None:
+    require_equal(
+        stage,
+        "fid_reference was computed on other data than the generator was trained on",
+        reference.data_hash,
+        trained.data_hash,
+        "Re-materialize fid_reference (and trained_generator) on the same data version.",
+    )
+    if reference.backbone.split(":")[0] != cfg.eval.backbone:
+        raise ChainBroken(
+            stage,
+            f"fid_reference uses backbone {reference.backbone!r} but eval.backbone is {cfg.eval.backbone!r}: "
+            "re-materialize fid_reference",
+        )
+    require_file(stage, reference.stats_path, reference.stats_sha256, "fid_reference")
+
+
 @dg.asset(
     group_name="evaluation",
     kinds={"pytorch"},
     owners=OWNERS,
     pool="gpu",
-    description="FID (with a confidence interval over seeds), KID, precision/recall and IS of the EMA "
-    "generator against fid_reference; decides the fid_gate against the absolute bound and the champion "
-    "(the last exported model) and stores that decision with the scores.",
+    description="FID (95% interval over fake seeds and the reference), KID, precision/recall and IS of the EMA "
+    "generator against fid_reference, next to the real train-vs-val floor; re-scores the published champion "
+    "in the same run under the same protocol; decides the fid_gate and stores that decision with the scores.",
 )
 def generator_evaluation(
     context: dg.AssetExecutionContext,
-    trained_generator: dict,
-    fid_reference: dict,
+    trained_generator: TrainedGenerator,
+    fid_reference: FidReference,
     workspace: Workspace,
     gan_config: GanConfigResource,
     compute: ComputeResource,
     object_store: ObjectStoreResource,
-) -> dg.Output[dict]:
-    from ganlib.evaluation import load_backbone, score_generator
+) -> dg.Output[Evaluation]:
+    from ganlib.evaluation import load_backbone, score_generator, score_onnx_generator, score_real_floor
     from ganlib.latent import save_interpolation_strip
     from ganlib.models import load_generator
-    from ganlib.store import StoreError, read_latest, read_manifest
     from ganlib.viz import save_grid
 
-    cfg = gan_config.load()
-    device = compute.torch_device()
-    generator = load_generator(trained_generator["checkpoint"]).to(device)
-    backbone = load_backbone(fid_reference["backbone"], workspace.outputs("backbones"), cfg.eval, device)
-    score = score_generator(
-        generator, backbone, fid_reference["stats_path"], cfg.eval, fid_reference["data_hash"], device
+    stage = "generator_evaluation"
+    cfg = _judging_config(trained_generator, gan_config)
+    require_file(
+        stage, trained_generator.checkpoint, trained_generator.checkpoint_sha256, "trained_generator"
     )
+    _require_reference_for(stage, trained_generator, fid_reference, cfg)
 
-    # The champion is the last model that passed and was exported: `latest` in the object store.
-    try:
-        store = object_store.open()
-        latest = read_latest(store, cfg.export.model_name)
-        champion = read_manifest(store, cfg.export.model_name, latest["version"]) if latest else None
-    except StoreError as exc:
-        raise dg.Failure(f"cannot read the champion from the object store: {exc}") from None
-    champion_score = None
-    if champion and champion["fid"].get("value") is not None:
-        champion_score = {
-            "fid": champion["fid"]["value"],
-            "backbone": champion["fid"].get("backbone"),
-            "version": champion["version"],
-        }
-    decision = gates.fid_gate(score, champion_score, cfg.eval.fid_max, cfg.eval.champion_tolerance)
-    out_dir = Path(trained_generator["run_dir"])
-    report = {"score": score, "gate": decision, "checkpoint": trained_generator["checkpoint"]}
-    (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
+    device = compute.torch_device()
+    generator = load_generator(trained_generator.checkpoint).to(device)
+    backbone = load_backbone(fid_reference.backbone, workspace.outputs("backbones"), cfg.eval, device)
+    stats, data_hash = fid_reference.stats_path, fid_reference.data_hash
+    score = score_generator(generator, backbone, stats, cfg.eval, data_hash, device)
+    floor = score_real_floor(backbone, fid_reference.dataset_path, stats, cfg.eval, data_hash)
+    score["floor"] = {"fid": floor["fid"], "fid_ci": floor["fid_ci"], "recall": floor.get("recall")}
+    champion = _champion(
+        context,
+        object_store,
+        cfg,
+        workspace,
+        lambda path: score_onnx_generator(path, backbone, stats, cfg.eval, data_hash),
+    )
+    decision = gates.fid_gate(
+        score,
+        champion,
+        fid_max=cfg.eval.fid_max,
+        tolerance=cfg.eval.champion_tolerance,
+        judged_sha256=trained_generator.checkpoint_sha256,
+        settings_digest=cfg.evaluation_digest(),
+    )
+    out_dir = Path(trained_generator.run_dir)
+    report_path = out_dir / "evaluation.json"
+    evaluation = Evaluation(
+        checkpoint_sha256=trained_generator.checkpoint_sha256,
+        training_digest=trained_generator.training_digest,
+        evaluation_digest=cfg.evaluation_digest(),
+        reference_sha256=fid_reference.stats_sha256,
+        score=score,
+        champion_score=champion,
+        gate=decision,
+        report_path=str(report_path),
+    )
+    report_path.write_text(json.dumps(evaluation.model_dump(mode="json"), indent=2))
     import torch
 
     z, y = generator.sample_inputs(100, seed=1)
@@ -203,24 +292,30 @@ def generator_evaluation(
     strip_path = save_interpolation_strip(generator, out_dir / "evaluation-interpolation.png", seed=1)
     label = score["label"]
     return dg.Output(
-        report,
+        evaluation,
+        data_version=dg.DataVersion(evaluation.identity()[:16]),
         metadata={
             label: dg.MetadataValue.float(score["fid"]),
-            "fid": score["fid"],
-            "fid_ci95": f"[{score['fid_ci'][0]:.3f}, {score['fid_ci'][1]:.3f}]",
+            "fid": dg.MetadataValue.float(score["fid"]),
+            "fid_ci95_low": dg.MetadataValue.float(score["fid_ci"][0]),
+            "fid_ci95_high": dg.MetadataValue.float(score["fid_ci"][1]),
+            "floor": dg.MetadataValue.float(floor["fid"]),
             "backbone": score["backbone"],
             "kid": score.get("kid"),
             "precision": score.get("precision"),
             "recall": score.get("recall"),
             "inception_score": score.get("inception_score"),
-            "champion_fid": decision["champion_fid"],
-            "champion_version": decision["champion_version"] or "none",
-            "gate_passed": decision["passed"],
-            "gate_reasons": "; ".join(decision["reasons"]),
+            "champion_fid": decision.champion_fid,
+            "champion_version": decision.champion_version or "none",
+            "gate_passed": decision.passed,
+            "gate_reasons": "; ".join(decision.reasons),
+            "warnings": "; ".join(score.get("warnings", [])) or "none",
+            "checkpoint_sha256": trained_generator.checkpoint_sha256,
+            "evaluation_digest": cfg.evaluation_digest(),
             "protocol": dg.MetadataValue.json(score["protocol"]),
             "samples": image(grid_path, "evaluation samples"),
             "interpolation": image(strip_path, "spherical interpolation between latents, one per row"),
-            "report": dg.MetadataValue.path(str(out_dir / "evaluation.json")),
+            "report": dg.MetadataValue.path(str(report_path)),
         },
     )
 
@@ -231,46 +326,109 @@ def generator_evaluation(
     owners=OWNERS,
     pool="gpu",
     description="GAN dissection of the generator's middle layers: units whose activation overlaps the "
-    "discriminator's artifact map, verified by ablation (FID and realism), removed structurally.",
+    "discriminator's artifact map, verified by ablation (FID and realism), removed structurally. Refuses "
+    "unless generator_evaluation judged exactly this checkpoint.",
 )
 def pruned_generator(
     context: dg.AssetExecutionContext,
-    trained_generator: dict,
-    generator_evaluation: dict,
-    fid_reference: dict,
+    trained_generator: TrainedGenerator,
+    generator_evaluation: Evaluation,
+    fid_reference: FidReference,
     workspace: Workspace,
     gan_config: GanConfigResource,
     compute: ComputeResource,
-) -> dg.Output[dict]:
+    object_store: ObjectStoreResource,
+) -> dg.Output[PrunedGenerator]:
     from ganlib.artifact_pruning import dissect_and_prune
+    from ganlib.evaluation import load_backbone, score_onnx_generator
 
-    cfg = gan_config.load()
-    out_dir = Path(trained_generator["run_dir"]) / "pruned"
+    stage = "pruned_generator"
+    require_equal(
+        stage,
+        "generator_evaluation judged another checkpoint than trained_generator holds",
+        generator_evaluation.checkpoint_sha256,
+        trained_generator.checkpoint_sha256,
+        "Re-materialize generator_evaluation (it never judged this checkpoint).",
+    )
+    require_file(
+        stage, trained_generator.checkpoint, trained_generator.checkpoint_sha256, "trained_generator"
+    )
+    require_equal(
+        stage,
+        "generator_evaluation used another FID reference than fid_reference holds",
+        generator_evaluation.reference_sha256,
+        fid_reference.stats_sha256,
+        "Re-materialize generator_evaluation.",
+    )
+    cfg = _judging_config(trained_generator, gan_config)
+    _require_reference_for(stage, trained_generator, fid_reference, cfg)
+    device = compute.torch_device()
+    out_dir = Path(trained_generator.run_dir) / "pruned"
     result = dissect_and_prune(
-        trained_generator["checkpoint"],
+        trained_generator.checkpoint,
         cfg,
-        backbone_name=fid_reference["backbone"],
-        reference_stats=fid_reference["stats_path"],
-        data_hash=fid_reference["data_hash"],
+        backbone_name=fid_reference.backbone,
+        reference_stats=fid_reference.stats_path,
+        data_hash=fid_reference.data_hash,
         out_dir=out_dir,
         backbone_cache=workspace.outputs("backbones"),
-        device=compute.torch_device(),
+        device=device,
     )
-    decision = gates.prune_gate(result["fid_before"], result["fid_after"], cfg.dissect.fid_tolerance)
-    result["gate"] = decision
-    (out_dir / "prune.json").write_text(json.dumps(result, indent=2))
+    backbone = load_backbone(fid_reference.backbone, workspace.outputs("backbones"), cfg.eval, device)
+    champion = _champion(
+        context,
+        object_store,
+        cfg,
+        workspace,
+        lambda path: score_onnx_generator(
+            path, backbone, fid_reference.stats_path, cfg.eval, fid_reference.data_hash
+        ),
+    )
+    pruned_sha = sha256_file(result["checkpoint"])[0]
+    decision = gates.prune_gate(
+        result["fid_before"],
+        result["score_after"],
+        champion,
+        tolerance=cfg.dissect.fid_tolerance,
+        champion_tolerance=cfg.eval.champion_tolerance,
+        judged_sha256=pruned_sha,
+        settings_digest=cfg.dissection_digest(),
+    )
+    report_path = out_dir / "prune.json"
+    pruned = PrunedGenerator(
+        checkpoint=result["checkpoint"],
+        checkpoint_sha256=pruned_sha,
+        parent_checkpoint_sha256=trained_generator.checkpoint_sha256,
+        evaluation_identity=generator_evaluation.identity(),
+        dissection_digest=cfg.dissection_digest(),
+        training_config=trained_generator.config,
+        units_removed=result["units_removed"],
+        removed=result["removed"],
+        params_before=result["params_before"],
+        params_after=result["params_after"],
+        fid_before=result["fid_before"],
+        fid_after=result["fid_after"],
+        fid_label=result["fid_label"],
+        champion_score=champion,
+        gate=decision,
+        report_path=str(report_path),
+    )
+    report_path.write_text(json.dumps({**pruned.model_dump(mode="json"), "table": result["table"]}, indent=2))
     metadata = {
         "units_removed": result["units_removed"],
         "removed": dg.MetadataValue.json(result["removed"]),
         "params_before": result["params_before"],
         "params_after": result["params_after"],
-        "fid_before": result["fid_before"],
-        "fid_after": result["fid_after"],
-        "gate_passed": decision["passed"],
-        "gate_reasons": "; ".join(decision["reasons"]),
+        "fid_before": dg.MetadataValue.float(result["fid_before"]),
+        "fid_after": dg.MetadataValue.float(result["fid_after"]),
+        "champion_fid": decision.champion_fid,
+        "gate_passed": decision.passed,
+        "gate_reasons": "; ".join(decision.reasons),
+        "checkpoint_sha256": pruned_sha,
+        "parent_checkpoint_sha256": trained_generator.checkpoint_sha256,
         "units": table(result["table"][:20]) if result["table"] else "no candidate units",
         "checkpoint": dg.MetadataValue.path(result["checkpoint"]),
     }
     if result.get("strip"):
         metadata["before_after"] = image(result["strip"], "same latents before/after ablation")
-    return dg.Output(result, metadata=metadata)
+    return dg.Output(pruned, data_version=dg.DataVersion(pruned.identity()[:16]), metadata=metadata)

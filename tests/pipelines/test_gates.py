@@ -1,105 +1,91 @@
-"""The fid_gate's champion comparison, as a pure decision and through the evaluation asset with a real
-champion published in the object store."""
+"""The gate decisions as pure functions of scores (the champion re-scored in the same run is tested through
+the assets in test_provenance.py)."""
 
 from __future__ import annotations
-
-import dagster as dg
-import pytest
 
 from pipelines import gates
 
 
-def _score(fid: float, ci: tuple[float, float] | None = None, backbone: str = "domain:abc") -> dict:
+def _score(
+    fid: float, ci: tuple[float, float] | None = None, backbone: str = "domain:abc", weights: str = "w1"
+) -> dict:
     return {
         "fid": fid,
         "fid_ci": list(ci or (fid, fid)),
-        "backbone": backbone,
+        "fid_per_seed": [fid],
+        "seeds": [0],
         "label": f"fid[{backbone}]@2048",
+        "protocol": {
+            "backbone": backbone,
+            "weights_sha256": weights,
+            "n_fake": 2048,
+            "reference_split": "val",
+        },
     }
 
 
+def _champion(fid: float, **kw) -> dict:
+    return {**_score(fid, **kw), "version": "v1"}
+
+
+def _gate(score: dict, champion: dict | None, fid_max: float = 45.0, tolerance: float = 0.1):
+    return gates.fid_gate(
+        score, champion, fid_max=fid_max, tolerance=tolerance, judged_sha256="c" * 64, settings_digest="e"
+    )
+
+
 def test_first_run_uses_the_absolute_bound_only():
-    passed = gates.fid_gate(_score(30.0), None, fid_max=45.0, tolerance=0.1)
-    failed = gates.fid_gate(_score(50.0), None, fid_max=45.0, tolerance=0.1)
-    assert passed["passed"] and not failed["passed"]
-    assert "no champion" in " ".join(passed["reasons"])
-    assert "absolute bound" in " ".join(failed["reasons"])
+    passed = _gate(_score(30.0), None)
+    failed = _gate(_score(50.0), None)
+    assert passed.passed and not failed.passed
+    assert "no champion" in " ".join(passed.reasons)
+    assert "absolute bound" in " ".join(failed.reasons)
 
 
 def test_regression_beyond_tolerance_fails_and_within_passes():
-    champion = {"fid": 20.0, "backbone": "domain:abc", "version": "v1"}
-    ok = gates.fid_gate(_score(21.9), champion, fid_max=45.0, tolerance=0.1)  # 21.9 < 22.0
-    bad = gates.fid_gate(_score(25.0, (24.0, 26.0)), champion, fid_max=45.0, tolerance=0.1)
-    assert ok["passed"] and ok["champion_fid"] == 20.0
-    assert not bad["passed"]
-    assert "worse than champion" in " ".join(bad["reasons"])
+    ok = _gate(_score(21.9), _champion(20.0))  # 21.9 < 22.0
+    bad = _gate(_score(25.0, (24.0, 26.0)), _champion(20.0))
+    assert ok.passed and ok.champion_fid == 20.0 and ok.champion_version == "v1"
+    assert not bad.passed
+    assert "worse than champion v1 re-scored in this run: 20.000" in " ".join(bad.reasons)
 
 
 def test_noise_alone_cannot_fail_a_model():
     """Mean above the limit, but the interval reaches below it: not a real regression."""
-    champion = {"fid": 20.0, "backbone": "domain:abc", "version": "v1"}
-    decision = gates.fid_gate(_score(22.5, (21.0, 24.0)), champion, fid_max=45.0, tolerance=0.1)
-    assert decision["passed"]
+    assert _gate(_score(22.5, (21.0, 24.0)), _champion(20.0)).passed
 
 
-def test_champion_from_another_backbone_is_not_compared():
-    champion = {"fid": 1.0, "backbone": "inception", "version": "v1"}
-    decision = gates.fid_gate(_score(30.0), champion, fid_max=45.0, tolerance=0.1)
-    assert decision["passed"] and decision["champion_fid"] is None
-    assert "not comparable" in " ".join(decision["reasons"])
+def test_champion_scored_under_another_protocol_is_not_compared():
+    """ganlib's comparability rule decides: same backbone name but other weights (a retrained backbone)."""
+    decision = _gate(_score(30.0), _champion(1.0, weights="w2"))
+    assert decision.passed and decision.champion_fid is None
+    assert "different weights" in " ".join(decision.reasons)
+    other = _gate(_score(30.0), _champion(1.0, backbone="inception"))
+    assert other.passed and "different backbones" in " ".join(other.reasons)
+
+
+def test_unscorable_champion_is_said_not_compared():
+    champion = {"version": "v1", "unscorable": "3-channel model, 1-channel data", "fid": None}
+    decision = _gate(_score(30.0), champion)
+    assert decision.passed and decision.champion_fid is None
+    assert "could not be scored here (3-channel model, 1-channel data)" in " ".join(decision.reasons)
+
+
+def _prune(after: dict, champion: dict | None, before: float = 20.0):
+    return gates.prune_gate(
+        before,
+        after,
+        champion,
+        tolerance=0.05,
+        champion_tolerance=0.1,
+        judged_sha256="p" * 64,
+        settings_digest="d",
+    )
 
 
 def test_prune_gate():
-    assert gates.prune_gate(20.0, 20.9, 0.05)["passed"]
-    assert not gates.prune_gate(20.0, 21.5, 0.05)["passed"]
-
-
-@pytest.mark.slow
-def test_evaluation_asset_fails_the_gate_against_a_better_published_champion(tmp_path):
-    """A champion published with a much lower FID on the same backbone makes the new model a regression."""
-    from model_helpers import spread_generator
-    from workspace_helpers import make_workspace, tiny_overrides
-
-    from ganlib.export import export_onnx
-    from ganlib.store import open_store, publish
-    from pipelines.definitions import ASSETS, CHECKS, build_resources
-    from pipelines.resources import GanConfigResource
-
-    ws, store = make_workspace(tmp_path / "ws"), tmp_path / "store"
-    overrides = tiny_overrides(train={"steps": 20}, eval={"n_samples": 256, "fid_max": 1e6})
-    resources = build_resources(ws, str(store), gan_config=GanConfigResource(overrides_json=overrides))
-    instance = dg.DagsterInstance.ephemeral()
-    upstream = ["raw_images", "processed_dataset", "fid_reference", "trained_generator"]
-    first = dg.materialize([*ASSETS, *CHECKS], resources=resources, selection=upstream, instance=instance)
-    assert first.success
-    backbone = first.output_for_node("fid_reference")["backbone"]  # the champion must share it to be compared
-    onnx_path = tmp_path / "champion.onnx"
-    meta = {
-        "model_name": "digits-tiny",
-        "model_version": "v0",
-        "config_hash": "-",
-        "data_hash": "-",
-        "fid": "0.5",
-        "fid_backbone": backbone,
-    }
-    info = export_onnx(spread_generator(10, family="dcgan", resolution=16), onnx_path, metadata=meta)
-    publish(
-        open_store(store),
-        "digits-tiny",
-        "v0",
-        onnx_path,
-        {**info.manifest_fields(), "fid": {"value": 0.5, "backbone": backbone}},
-    )
-
-    result = dg.materialize(
-        [*ASSETS, *CHECKS],
-        resources=resources,
-        selection=["generator_evaluation"],
-        instance=instance,
-        raise_on_error=False,
-    )
-    (check,) = result.get_asset_check_evaluations()
-    assert check.check_name == "fid_gate" and check.passed is False
-    assert "worse than champion 0.500" in check.metadata["reasons"].value
-    evaluation = result.output_for_node("generator_evaluation")
-    assert evaluation["gate"]["champion_version"] == "v0" and evaluation["gate"]["passed"] is False
+    assert _prune(_score(20.9), None).passed
+    assert not _prune(_score(21.5), None).passed
+    # Within the pruning tolerance, but the pruned model is a real regression vs the shipped champion.
+    worse = _prune(_score(20.9, (20.5, 21.3)), _champion(15.0))
+    assert not worse.passed and "the pruned model's FID 20.900" in " ".join(worse.reasons)
