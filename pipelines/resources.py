@@ -65,8 +65,8 @@ class GanConfigResource(dg.ConfigurableResource):
     """Which ``configs/<name>.yaml`` runs, and typed overrides of any of its keys, section by section.
 
     Launching with an unknown key or a value outside an enumeration fails at launch (Dagster checks the
-    schema); ranges and cross-field rules are checked by ganlib when the first step starts, before any
-    asset does work. Errors name the file or the run config as the place the bad value came from.
+    schema); ranges and cross-field rules are checked by ganlib as the first asset (raw_images) starts,
+    before ingestion or DVC run. Errors name the file or the run config as the place the bad value came from.
     """
 
     name: str = PydanticField("default", description="configs/NAME.yaml: which experiment runs")
@@ -92,10 +92,6 @@ class GanConfigResource(dg.ConfigurableResource):
             )
         except ConfigError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self.load()  # a bad config stops the first step that needs it, before that step does any work
-
 
 class ComputeResource(dg.ConfigurableResource):
     """The training/evaluation device: "auto" picks CUDA when present, else CPU."""

@@ -26,8 +26,9 @@ OWNERS = ["team:ml-platform"]
 def raw_images(
     context: dg.AssetExecutionContext,
     workspace: Workspace,
-    gan_config: GanConfigResource,  # validated as this first step starts: a bad config fails before any work
+    gan_config: GanConfigResource,
 ) -> dg.Output[RawImages]:
+    gan_config.load()  # the first step checks the whole GAN config: a bad value fails before any work
     params = workspace.params().get("ingest", {})
     name, source = params.get("name", "digits"), str(params.get("source", "digits"))
     raw_dir = workspace.raw_dir(name)
@@ -96,8 +97,9 @@ def _preview(raw_dir, n: int = 64):
 def processed_dataset(
     context: dg.AssetExecutionContext,
     workspace: Workspace,
-    gan_config: GanConfigResource,  # validated before DVC runs (see raw_images)
+    gan_config: GanConfigResource,
 ) -> dg.Output[ProcessedDataset]:
+    gan_config.load()  # checked before DVC runs (this asset may be materialized alone)
     try:
         result = dvc.repro(workspace.path, "preprocess", log=context.log.info)
     except dvc.DvcError as exc:
