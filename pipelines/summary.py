@@ -21,8 +21,16 @@ def main() -> int:
     print(f"sample grid:    {run_dir / 'samples.png'}")
     print(f"loss curves:    {run_dir / 'losses.png'}")
     print(
-        f"{score['label']} = {score['fid']:.3f}  (95% CI {score['fid_ci'][0]:.3f}..{score['fid_ci'][1]:.3f})"
+        f"{score['label']} = {score['fid']:.3f}  (95% CI {score['fid_ci'][0]:.3f}..{score['fid_ci'][1]:.3f}, "
+        f"over fake seeds and the reference)"
     )
+    floor = score.get("floor")
+    if floor:
+        print(f"floor = {floor['fid']:.3f}   (real train images scored as a generator, same protocol)")
+    if score.get("precision") is not None:
+        print(f"precision/recall: {score['precision']:.3f} / {score['recall']:.3f}")
+    for warning in score.get("warnings", []):
+        print(f"warning:        {warning}")
     print(f"fid_gate:       {'PASS' if gate['passed'] else 'FAIL'} - {'; '.join(gate['reasons'])}")
     prune = run_dir / "pruned" / "prune.json"
     if prune.is_file():
