@@ -38,7 +38,7 @@ def test_cli_materializes_single_assets(workspace: Path, tmp_path: Path):
     assert first.returncode == 0, first.stderr[-3000:]
     assert (workspace / "data" / "raw" / "digits" / "manifest.parquet").is_file()
     assert (workspace / "data" / "raw" / "digits.dvc").is_file()  # tracked with `dvc add`
-    stored = workspace / "outputs" / "dagster_io" / "raw_images"  # the asset value, in the workspace
+    stored = workspace / "outputs" / "dagster_io" / "raw_images.json"  # the asset value (a JSON record)
     assert stored.is_file()
     stored_mtime = stored.stat().st_mtime
 
