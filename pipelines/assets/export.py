@@ -59,7 +59,7 @@ def onnx_generator(
 ) -> dg.Output[dict]:
     from ganlib.export import ParityError, check_parity, export_onnx
     from ganlib.models import load_generator
-    from ganlib.store import StoreError, publish
+    from ganlib.store import StoreError, is_permanent, publish
 
     refuse_ungated(generator_evaluation, pruned_generator)
     cfg = gan_config.load()
@@ -112,7 +112,10 @@ def onnx_generator(
             },
         )
     except StoreError as exc:
-        raise dg.Failure(f"publishing to the object store failed: {exc}") from None
+        # Refused credentials stay refused: fail at once instead of retrying the step.
+        raise dg.Failure(
+            f"publishing to the object store failed: {exc}", allow_retries=not is_permanent(exc)
+        ) from None
     (out_dir / "published.json").write_text(json.dumps({"uri": published.uri, "version": version}, indent=2))
     return dg.Output(
         {
