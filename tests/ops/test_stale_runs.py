@@ -34,6 +34,8 @@ def home(tmp_path: Path) -> Path:
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")  # gpu pool: default_limit 1
     (tmp_path / "hog.py").write_text(HOG)
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # create the SQLite schema once, up front:
+        instance.get_runs()  # two processes creating it at the same moment collide
     return home
 
 
