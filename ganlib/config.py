@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from .store import validate_name
 
 
 class ConfigError(ValueError):
@@ -20,7 +22,19 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `lr: .inf` or `.nan` is a typo, never a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """pydantic reads `steps: true` as 1; a boolean where a number is meant is a mistake."""
+        annotation = cls.model_fields[info.field_name].annotation
+        numeric = annotation in (int, float) or str(annotation).startswith("tuple[")
+        items = v if isinstance(v, list | tuple) else [v]
+        if numeric and any(isinstance(x, bool) for x in items):
+            raise ValueError("expected a number, got a boolean")
+        return v
 
 
 class ModelConfig(_Strict):
@@ -52,12 +66,15 @@ class LossConfig(_Strict):
     minibatch_discrimination: bool = False
 
 
+_Beta = Annotated[float, Field(ge=0.0, lt=1.0)]  # Adam's moment decays: 1 or more never forgets
+
+
 class TrainConfig(_Strict):
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(64, ge=1)
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[_Beta, _Beta] = (0.5, 0.999)
     n_critic: int = Field(1, ge=1, description="D steps per G step")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     diffaugment: list[Literal["translation", "cutout", "color"]] = Field(default_factory=list)
@@ -98,6 +115,11 @@ class ExportConfig(_Strict):
     model_name: str = "digits-dcgan"
     opset: int = Field(18, ge=13, le=23)
     parity_atol: float = Field(1e-4, gt=0)
+
+    @field_validator("model_name")
+    @classmethod
+    def _store_accepts_name(cls, v: str) -> str:
+        return validate_name(v, "model name")  # the object store's own rule, checked before any training
 
 
 class GANConfig(_Strict):

@@ -28,10 +28,12 @@ import onnxruntime as ort
 from . import viz
 from .store import (
     ChecksumError,
+    ManifestError,
     ObjectNotFound,
     Store,
     StoreError,
     download_verified,
+    latest_key,
     open_store,
     read_latest,
     read_manifest,
@@ -41,6 +43,7 @@ from .store import (
 
 __all__ = [
     "ChecksumError",
+    "ManifestError",
     "OnnxGenerator",
     "ProviderError",
     "PulledModel",
@@ -101,16 +104,24 @@ def pull(
     cache_dir: str | Path | None = None,
 ) -> PulledModel:
     """Resolve ``version`` (``latest`` reads latest.json), download generator.onnx into the cache and
-    verify its sha256 and size against the manifest. A verified cached copy is reused without download;
+    verify its sha256 and size against the manifest; through ``latest``, latest.json's sha256 must equal
+    the manifest's too. The manifest must name the model and version of the key it was read from. A verified cached copy is reused without download;
     a download that does not verify raises ``ChecksumError`` and leaves nothing in the cache."""
     store = open_store(uri) if isinstance(uri, str | Path) else uri
     validate_name(model, "model")
+    latest = None
     if version == "latest":
         latest = read_latest(store, model)
         if latest is None:
             raise ObjectNotFound(f"no published version of '{model}' at {store.uri}: latest.json is missing")
         version = latest["version"]
-    manifest = read_manifest(store, model, version)
+    manifest = read_manifest(store, model, version)  # bound to its key: names this model and version
+    if latest is not None and (latest["sha256"], latest["size"]) != (manifest["sha256"], manifest["size"]):
+        raise ChecksumError(
+            f"{store.uri_for(latest_key(model))} says sha256 {latest['sha256']} / {latest['size']} bytes, "
+            f"but the manifest of {model}/{version} says {manifest['sha256']} / {manifest['size']} bytes: "
+            "one of them was changed after publishing; refusing it"
+        )
 
     # One cache subtree per store, so two stores with the same model names never share files.
     store_id = hashlib.sha256(store.uri.encode()).hexdigest()[:16]

@@ -98,6 +98,28 @@ class ChecksumError(StoreError):
     """Bytes whose sha256 or size differ from what the manifest promises."""
 
 
+class ManifestError(StoreError):
+    """A manifest or latest.json that is not valid JSON, lacks a field, or names another model/version."""
+
+
+class AuthError(StoreError):
+    """The store refused the credentials (InvalidAccessKeyId, AccessDenied, ...): permanent, never retried."""
+
+
+class LatestNotMovedError(StoreError):
+    """The version is committed and verified; only moving ``latest.json`` failed. Publishing the same
+    version again (same bytes) moves the pointer. ``permanent``: the cause was an auth error."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True for failures a retry cannot fix: refused credentials or permissions."""
+    return isinstance(exc, AuthError) or bool(getattr(exc, "permanent", False))
+
+
 class InvalidNameError(ValueError):
     pass
 
@@ -473,7 +495,7 @@ class S3Store:
                 "SignatureDoesNotMatch": "the secret key does not match the access key id",
                 "AccessDenied": "the credentials lack permission (or the key is absent without s3:ListBucket)",
             }.get(code, "check the credentials and their permissions")
-            return StoreError(f"access denied ({code}) to {what} {target} at endpoint {endpoint}: {hint}")
+            return AuthError(f"access denied ({code}) to {what} {target} at endpoint {endpoint}: {hint}")
         return StoreError(f"S3 error {code or status} to {what} {target} at endpoint {endpoint}")
 
     # -- the Store interface
@@ -687,33 +709,49 @@ def publish(
     *,
     move_latest: bool = True,
 ) -> PublishResult:
-    """Upload a new, immutable version and move ``latest`` to it (see the module docstring)."""
-    okey, mkey = onnx_key(model, version), manifest_key(model, version)
-    if store.exists(mkey):
-        raise VersionExistsError(
-            f"{model}/{version} already exists at {store.uri_for(mkey)}; versions are immutable"
-        )
-    sha, size = sha256_file(onnx_path)
-    manifest = build_manifest(model, version, sha, size, manifest_fields)
-    body = _json_bytes(manifest)
+    """Upload a new, immutable version and move ``latest`` to it (see the module docstring).
 
-    _upload_onnx_exclusively(store, okey, onnx_path, sha, f"{model}/{version}")
-    try:
-        store.put_bytes(mkey, body, if_none_match=True)
-    except PreconditionFailed:
-        # Ours if a retried PUT already landed; otherwise a concurrent publisher of this version won.
-        existing = store.get_with_etag(mkey)
-        if existing is None or existing[0] != body:
+    Idempotent: publishing a version that is already committed with the same bytes (a re-run after
+    ``LatestNotMovedError``, or a retried step) verifies it and moves ``latest``; other bytes are refused.
+    """
+    okey, mkey = onnx_key(model, version), manifest_key(model, version)
+    sha, size = sha256_file(onnx_path)
+    existing = store.get_with_etag(mkey)
+    if existing is not None:
+        manifest = _parse_json(existing[0], store.uri_for(mkey))
+        if (manifest.get("sha256"), manifest.get("size")) != (sha, size):
             raise VersionExistsError(
-                f"{model}/{version} was published concurrently at {store.uri_for(mkey)}; versions are immutable"
-            ) from None
+                f"{model}/{version} already exists at {store.uri_for(mkey)} with other bytes "
+                f"(sha256 {manifest.get('sha256')}); versions are immutable: publish under a new version"
+            )
+    else:
+        manifest = build_manifest(model, version, sha, size, manifest_fields)
+        body = _json_bytes(manifest)
+        _upload_onnx_exclusively(store, okey, onnx_path, sha, f"{model}/{version}")
+        try:
+            store.put_bytes(mkey, body, if_none_match=True)
+        except PreconditionFailed:
+            # Ours if a retried PUT already landed; otherwise a concurrent publisher of this version won.
+            existing = store.get_with_etag(mkey)
+            if existing is None or existing[0] != body:
+                raise VersionExistsError(
+                    f"{model}/{version} was published concurrently at {store.uri_for(mkey)}; versions are immutable"
+                ) from None
 
     _verify_version(store, model, version, expected=manifest)
-    if move_latest:
-        latest_version, moved = _advance_latest(store, manifest, force=False)
-    else:
-        doc = read_latest(store, model)
-        latest_version, moved = (doc["version"] if doc else None), False
+    try:
+        if move_latest:
+            latest_version, moved = _advance_latest(store, manifest, force=False)
+        else:
+            doc = read_latest(store, model)
+            latest_version, moved = (doc["version"] if doc else None), False
+    except StoreError as exc:
+        raise LatestNotMovedError(
+            f"{model}/{version} is committed and verified at {store.uri_for(mkey)} (safely stored), but "
+            f"moving {store.uri_for(latest_key(model))} failed: {exc}. Publish the same version again to "
+            "move the pointer (publishing is idempotent)",
+            permanent=is_permanent(exc),
+        ) from None
     return PublishResult(
         uri=store.uri_for(okey),
         manifest_uri=store.uri_for(mkey),
@@ -820,18 +858,55 @@ def set_latest(store: Store, model: str, version: str) -> dict[str, Any]:
     return read_latest(store, model) or {}
 
 
+_LATEST_REQUIRED = ("model", "version", "sha256", "size")
+_MANIFEST_REQUIRED = ("model", "version", "sha256", "size")
+
+
+def _parse_json(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{where} is not a JSON object")
+    return doc
+
+
+def _bound(doc: dict[str, Any], where: str, required: tuple[str, ...], **expected: str) -> dict[str, Any]:
+    """``doc`` if it has every required field and names the model/version its key says; else one line."""
+    missing = [f for f in required if f not in doc]
+    if missing:
+        raise ManifestError(f"{where} lacks the field(s) {', '.join(missing)}")
+    for field_name, value in expected.items():
+        if doc[field_name] != value:
+            raise ManifestError(
+                f"{where} names {field_name} {doc[field_name]!r}, but it was read from the key of "
+                f"{field_name} {value!r}: refusing it"
+            )
+    return doc
+
+
 def read_latest(store: Store, model: str) -> dict[str, Any] | None:
-    """The latest.json of ``model``, or None when nothing was published yet."""
-    got = store.get_with_etag(latest_key(model))
-    return json.loads(got[0]) if got else None
+    """The latest.json of ``model``, or None when nothing was published yet. Raises ``ManifestError`` when
+    it is not valid JSON, lacks a field or names another model."""
+    key = latest_key(model)
+    got = store.get_with_etag(key)
+    if got is None:
+        return None
+    where = store.uri_for(key)
+    return _bound(_parse_json(got[0], where), where, _LATEST_REQUIRED, model=model)
 
 
 def read_manifest(store: Store, model: str, version: str) -> dict[str, Any]:
+    """The manifest of ``model/version``, bound to its key: a manifest that names another model or version
+    (copied or moved there) is refused, so a reader never fetches bytes from a key it did not ask for."""
     key = manifest_key(model, version)
     try:
-        return json.loads(store.get_bytes(key))
+        data = store.get_bytes(key)
     except ObjectNotFound:
         raise ObjectNotFound(f"version {model}/{version} does not exist (no {store.uri_for(key)})") from None
+    where = store.uri_for(key)
+    return _bound(_parse_json(data, where), where, _MANIFEST_REQUIRED, model=model, version=version)
 
 
 def list_versions(store: Store, model: str) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 import yaml
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .config import ConfigError, load_config
     from .data.shards import load_split
-    from .training import train
+    from .training import NonFiniteLossError, train
 
     try:  # validate everything before touching data or devices
         cfg = load_config(args.config, parse_overrides(args.overrides))
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=args.backend or ("nccl" if use_cuda else "gloo"))
     try:
-        result = train(cfg, data, args.out, resume=not args.no_resume, progress=True)
+        # The progress bar only on a terminal: in logs it is noise around the one line that matters.
+        result = train(cfg, data, args.out, resume=not args.no_resume, progress=sys.stderr.isatty())
+    except NonFiniteLossError as err:
+        raise SystemExit(str(err)) from None  # one line, no traceback: the message says where and what
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

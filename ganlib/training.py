@@ -4,7 +4,10 @@
 ``n_critic`` discriminator steps with one generator step (or one E-GAN evolution step, ``loss.strategy:
 egan``). It checkpoints every ``checkpoint_every`` steps (atomically, weights-only loadable), resumes
 exactly from ``out_dir/checkpoint.pt``, and stops with ``NonFiniteLossError`` on a NaN/inf loss without
-touching the last good checkpoint.
+touching the last good checkpoint. The losses are checked on the device every step and read back on the
+host every ``FINITE_CHECK_EVERY`` steps and before every checkpoint (no sync per step): the error names the
+first step whose loss went non-finite, training stops within ``FINITE_CHECK_EVERY`` steps of it, and no
+checkpoint is ever written from a diverged run.
 
 Data order is a seeded permutation per epoch, indexed by the global batch counter, so a resumed run sees
 exactly the batches a straight run would have seen. With ``train.num_workers > 0`` a torch DataLoader
@@ -33,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .augment import diff_augment
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, remove_stale_temps, rng_state, save_checkpoint, set_rng_state
 from .config import GANConfig
 from .data.shards import Split
 from .egan import evolve_generator
@@ -43,6 +46,38 @@ from .models import ModelSpec, build_discriminator, build_generator
 
 class NonFiniteLossError(RuntimeError):
     """Training diverged: a loss became NaN or inf. The last good checkpoint is kept as it was."""
+
+
+# Steps between host checks of the non-finite record: a NaN stops training at most this many steps after
+# it appeared (and always before a checkpoint), without a device->host sync on every step.
+FINITE_CHECK_EVERY = 16
+_NONE = 2**62
+_LOSS_NAMES = ("discriminator", "generator")
+
+
+class _FiniteGuard:
+    """The first non-finite loss, recorded on the device: ``2 * step + which`` (D before G within a step,
+    so the minimum is the first in time) and its value. A handful of tiny kernels per loss, no sync."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.code = torch.full((), _NONE, dtype=torch.int64, device=device)
+        self.value = torch.zeros((), device=device)
+
+    def record(self, loss: torch.Tensor, step: int, which: int) -> None:
+        loss = loss.detach().float()
+        new = torch.where(torch.isfinite(loss), _NONE, 2 * step + which)
+        self.value = torch.where(new < self.code, loss, self.value)
+        self.code = torch.minimum(self.code, new)
+
+    def first_bad(self, world: int) -> tuple[int, str, float] | None:
+        code = self.code.clone()
+        if world > 1:  # every rank stops at the same check, or the others hang in the next all-reduce
+            dist.all_reduce(code, op=dist.ReduceOp.MIN)
+        first = int(code.item())
+        if first == _NONE:
+            return None
+        mine = first == int(self.code.item())  # the value is known on the rank that saw it
+        return first // 2, _LOSS_NAMES[first % 2], float(self.value.item()) if mine else float("nan")
 
 
 @dataclass
@@ -171,6 +206,7 @@ def train(
     memory_format = torch.channels_last if on_cuda and tc.channels_last else torch.contiguous_format
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(ckpt_path)  # left by a checkpoint write that was killed mid-way
 
     # --- models, optimisers (TTUR: separate learning rates) ---
     torch.manual_seed(tc.seed)  # same initial weights on every rank
@@ -265,20 +301,21 @@ def train(
             return "no checkpoint was written yet"
         return f"the last good checkpoint {ckpt_path} (step {last_saved}) is kept unchanged"
 
-    def check_finite(loss: torch.Tensor, which: str, step: int) -> None:
-        """``step`` counts from 1, as in the history and the checkpoint."""
-        loss = loss.detach()
-        ok = torch.isfinite(loss).float()
-        if world > 1:  # every rank must stop together, or the others hang in the next all-reduce
-            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-        if not ok.item():
+    guard = _FiniteGuard(device)
+
+    def check_finite(now: int) -> None:
+        """Host check of the device-side record (one sync); ``now`` is the last step that ran."""
+        bad = guard.first_bad(world)
+        if bad is not None:
+            step, which, value = bad
             raise NonFiniteLossError(
-                f"training diverged at step {step}: the {which} loss is {loss.item()}; {kept()}. "
-                "Lower the learning rates, or try loss.kind=hinge or a gradient penalty."
+                f"training diverged at step {step}: the {which} loss is {value}; stopped at step {now}; "
+                f"{kept()}. Lower the learning rates, or try loss.kind=hinge or a gradient penalty."
             )
 
     def save(step: int) -> None:
         nonlocal last_saved
+        check_finite(step)  # never write a checkpoint from a run whose losses went non-finite
         for name, module in (("generator", G), ("discriminator", D), ("EMA generator", G_ema)):
             if not all(
                 torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()
@@ -344,7 +381,7 @@ def train(
                 loss_d = loss_d + lc.gp_weight * gradient_penalty(D_run, real, fake, y)
             if lc.r1_gamma > 0:
                 loss_d = loss_d + 0.5 * lc.r1_gamma * r1_penalty(real_logits.float(), real)
-            check_finite(loss_d, "discriminator", step + 1)
+            guard.record(loss_d, step + 1, 0)
             opt_d.zero_grad(set_to_none=True)
             scaler.scale(loss_d).backward()
             scaler.step(opt_d)
@@ -364,7 +401,7 @@ def train(
                 value_sync=_allreduce_mean if world > 1 else None,
             )  # fmt: skip
             loss_g = evo.loss_g
-            check_finite(loss_g, "generator", step + 1)
+            guard.record(loss_g, step + 1, 1)
         else:
             with autocast():
                 fake_logits, fake_feats = D_plain(augment(G_run(z, y_fake)), y_fake, return_features=True)
@@ -375,7 +412,7 @@ def train(
                     loss_g = loss_g + lc.feature_matching * feature_matching_loss(
                         real_feats.float(), fake_feats.float()
                     )
-            check_finite(loss_g, "generator", step + 1)
+            guard.record(loss_g, step + 1, 1)
             opt_g.zero_grad(set_to_none=True)
             # Gradients for G only: D just passes them through (and toggling its requires_grad would
             # make torch.compile recompile).
@@ -391,6 +428,8 @@ def train(
         loss_sums[0] += loss_d.detach().float()
         loss_sums[1] += loss_g.detach().float()
         loss_sums[2] += 1
+        if (step + 1) % FINITE_CHECK_EVERY == 0 or (step + 1) % tc.log_every == 0:
+            check_finite(step + 1)  # checkpoint steps (and the last) check in save()
         if (step + 1) % tc.log_every == 0 or step + 1 == tc.steps:
             ld, lg = (loss_sums[0] / loss_sums[2]).item(), (loss_sums[1] / loss_sums[2]).item()
             loss_sums = [torch.zeros((), device=device), torch.zeros((), device=device), 0]

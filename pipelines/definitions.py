@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,7 @@ from pipelines.checks import fid_gate, prune_gate
 from pipelines.io_manager import JsonRecordIOManager
 from pipelines.jobs import executor_from_env, new_raw_data_sensor, retrain_job, weekly_retrain
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
+from pipelines.stale_runs import free_dead_runs, launching_without_daemon
 
 ASSETS = [
     raw_images,
@@ -70,3 +72,17 @@ def build_defs(
 
 
 defs = build_defs()
+
+
+def _free_dead_runs_before_a_cli_launch() -> None:
+    """`dagster asset materialize` / `dagster job execute` run without the daemon: free the pool slots of
+    runs killed earlier (their processes are gone), or this launch would wait on them forever."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None or not launching_without_daemon(sys.argv):
+        return  # a step subprocess (it inherits argv) or any other loader: the webserver, the daemon
+    with dg.DagsterInstance.get() as instance:
+        free_dead_runs(instance, log=lambda m: print(f"pipelines: {m}", file=sys.stderr))
+
+
+_free_dead_runs_before_a_cli_launch()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import sys
 import time
@@ -47,13 +48,55 @@ def _run(workspace: Path, args: tuple[str, ...], timeout: float) -> subprocess.C
     return subprocess.run(cmd, cwd=workspace, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def dvc(workspace: Path, *args: str, timeout: float = 3600) -> str:
-    proc = _run(workspace, args, timeout)
-    if proc.returncode != 0:
-        raise DvcError(
-            f"`dvc {' '.join(args)}` failed in {workspace} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc.stdout + proc.stderr
+# How long a DVC call waits while DVC's data lock (.dvc/tmp/rwlock) is held by another `dvc` process, e.g.
+# a `dvc repro` started by hand: while its stage command runs DVC releases the repo lock (so
+# --wait-for-lock does not help) but keeps the outputs locked, and a second repro fails with "is busy".
+BUSY_TIMEOUT_ENV = "GAN_DVC_BUSY_TIMEOUT"
+DEFAULT_BUSY_TIMEOUT = 1800.0
+_BUSY = re.compile(r"is busy, it is being blocked by:\s*\n\s*(\(PID \d+\): [^\n]*)")
+
+
+def busy_timeout() -> float:
+    return float(os.environ.get(BUSY_TIMEOUT_ENV, DEFAULT_BUSY_TIMEOUT))
+
+
+def dvc(
+    workspace: Path,
+    *args: str,
+    timeout: float = 3600,
+    log: Callable[[str], None] | None = None,
+    wait_busy: float | None = None,
+    poll: float = 1.0,
+) -> str:
+    """Run one DVC command; while another DVC process holds the data it needs, wait (up to ``wait_busy``
+    seconds, default ``$GAN_DVC_BUSY_TIMEOUT`` or 30 min), saying so once, then run it."""
+    wait_busy = busy_timeout() if wait_busy is None else wait_busy
+    start = time.monotonic()
+    told = False
+    while True:
+        proc = _run(workspace, args, timeout)
+        if proc.returncode == 0:
+            return proc.stdout + proc.stderr
+        busy = _BUSY.search(proc.stdout + proc.stderr)
+        if busy is None:
+            raise DvcError(
+                f"`dvc {' '.join(args)}` failed in {workspace} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+        waited = time.monotonic() - start
+        if waited >= wait_busy:
+            raise DvcError(
+                f"`dvc {' '.join(args)}` in {workspace}: DVC's data stayed busy for {waited:.0f} s "
+                f"(limit {wait_busy:.0f} s, {BUSY_TIMEOUT_ENV}), held by {busy.group(1).strip()}; let that "
+                f"command finish or stop it, then re-run (if no such process exists, delete "
+                f"{Path(workspace) / '.dvc' / 'tmp' / 'rwlock'})"
+            )
+        if log and not told:
+            log(
+                f"DVC's data in {workspace} is busy, held by {busy.group(1).strip()}; "
+                f"waiting up to {wait_busy:.0f} s for it"
+            )
+            told = True
+        time.sleep(poll)
 
 
 @contextmanager
@@ -102,7 +145,7 @@ def stage_output_hash(workspace: Path, stage: str) -> str | None:
 def repro(workspace: Path, stage: str, log: Callable[[str], None] | None = None) -> ReproResult:
     with workspace_lock(workspace, log):
         before = stage_output_hash(workspace, stage)
-        out = dvc(workspace, "repro", stage)
+        out = dvc(workspace, "repro", stage, log=log)
         after = stage_output_hash(workspace, stage)
     if after is None:
         raise DvcError(
@@ -118,7 +161,7 @@ def repro(workspace: Path, stage: str, log: Callable[[str], None] | None = None)
 def add(workspace: Path, target: str, log: Callable[[str], None] | None = None) -> str:
     """``dvc add`` a raw-data folder; returns its md5 (the raw data version)."""
     with workspace_lock(workspace, log):
-        dvc(workspace, "add", "-q", target)
+        dvc(workspace, "add", "-q", target, log=log)
     meta = yaml.safe_load((Path(workspace) / f"{target}.dvc").read_text())
     return meta["outs"][0]["md5"]
 
@@ -126,12 +169,12 @@ def add(workspace: Path, target: str, log: Callable[[str], None] | None = None) 
 def push(workspace: Path, log: Callable[[str], None] | None = None) -> str:
     """``dvc push`` to the default remote: the raw data and every stage output of the workspace."""
     with workspace_lock(workspace, log):
-        return dvc(workspace, "push")
+        return dvc(workspace, "push", log=log)
 
 
 def pull(workspace: Path, log: Callable[[str], None] | None = None) -> str:
     with workspace_lock(workspace, log):
-        return dvc(workspace, "pull")
+        return dvc(workspace, "pull", log=log)
 
 
 def default_remote(workspace: Path) -> str | None:

@@ -81,19 +81,24 @@ import boto3, json, sys
 iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
                    aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
 iam.create_user(UserName="tester")
+if len(sys.argv) > 2:  # an identity policy for the user (the third unauthenticated action)
+    iam.put_user_policy(UserName="tester", PolicyName="test", PolicyDocument=sys.argv[2])
 key = iam.create_access_key(UserName="tester")["AccessKey"]
 print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
 """
 
 
 @contextlib.contextmanager
-def moto_server_process(auth: bool = True, timeout: float = 30.0) -> Iterator[AuthServer]:
+def moto_server_process(
+    auth: bool = True, timeout: float = 30.0, policy: dict | None = None
+) -> Iterator[AuthServer]:
     """moto in a subprocess; with ``auth`` every request after the first two (which create an IAM user
-    and its key) must be signed by a known key, as on AWS."""
+    and its key) must be signed by a known key, as on AWS. ``policy``: an IAM policy document the user
+    gets (without one it is denied everything)."""
     port = closed_port()
     env = {**os.environ, **FAKE_ENV}
     if auth:
-        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "2"
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "2" if policy is None else "3"
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         env=env,
@@ -114,7 +119,7 @@ def moto_server_process(auth: bool = True, timeout: float = 30.0) -> Iterator[Au
         key_id, secret = "unused", "unused"
         if auth:
             out = subprocess.run(
-                [sys.executable, "-c", _AUTH_BOOTSTRAP, endpoint],
+                [sys.executable, "-c", _AUTH_BOOTSTRAP, endpoint, *([json.dumps(policy)] if policy else [])],
                 env=env,
                 capture_output=True,
                 text=True,

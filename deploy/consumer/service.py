@@ -2,7 +2,7 @@
 
 Standard library HTTP server + ``ganlib.serving`` only (numpy, onnxruntime, boto3, pillow): no torch.
 
-    GAN_STORE_URI=s3://models/gan GAN_MODEL=digits python deploy/consumer/service.py --port 8080
+    GAN_STORE_URI=s3://models/gan GAN_MODEL=digits-dcgan python deploy/consumer/service.py --port 8080
     curl -o grid.png 'http://localhost:8080/generate?n=16&seed=3'
 
 Endpoints: ``GET /generate?n=16&seed=0[&class_id=K][&nrow=4]`` -> image/png;
@@ -15,12 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from ganlib.serving import OnnxGenerator, PulledModel, make_grid, pull, to_png
+from ganlib.serving import (
+    OnnxGenerator,
+    ProviderError,
+    PulledModel,
+    StoreError,
+    make_grid,
+    pull,
+    to_png,
+)
 
 MAX_N = 256
 
@@ -117,15 +126,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--uri", default=os.environ.get("GAN_STORE_URI"), help="store URI (env GAN_STORE_URI)")
     p.add_argument("--model", default=os.environ.get("GAN_MODEL"), help="model name (env GAN_MODEL)")
     p.add_argument("--version", default=os.environ.get("GAN_MODEL_VERSION", "latest"))
-    p.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    # Loopback unless told otherwise: a container or a host that should be reachable sets HOST=0.0.0.0.
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     p.add_argument("--device", default=os.environ.get("GAN_DEVICE", "auto"), choices=["auto", "cpu", "cuda"])
     args = p.parse_args(argv)
     if not args.uri or not args.model:
         p.error("--uri and --model (or GAN_STORE_URI and GAN_MODEL) are required")
-    server = create_server(
-        args.uri, args.model, version=args.version, host=args.host, port=args.port, device=args.device
-    )
+    try:
+        server = create_server(
+            args.uri, args.model, version=args.version, host=args.host, port=args.port, device=args.device
+        )
+    except (StoreError, ProviderError, ValueError, OSError) as exc:  # one line, no traceback
+        print(f"service: cannot serve {args.model!r} from {args.uri}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     g = server.generator
     print(
         f"serving {args.model} {server.pulled.version} (sha256 {server.pulled.sha256[:12]}) on {g.provider} at {server.url}"

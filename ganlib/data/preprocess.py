@@ -24,11 +24,15 @@ else:  # run by path, as dvc.yaml does: the sibling file, i.e. the very copy DVC
 
 def load_params(path: Path) -> dict:
     p = (yaml.safe_load(path.read_text()) or {}).get("preprocess", {})
-    known = {"resolution", "channels", "val_fraction", "split_seed"}
+    known = {"resolution", "channels", "val_fraction", "split_seed", "background"}
     unknown = set(p) - known
     if unknown:
         raise SystemExit(f"{path}: unknown preprocess params {sorted(unknown)}; known: {sorted(known)}")
-    params = {"resolution": 32, "channels": 1, "val_fraction": 0.2, "split_seed": 0, **p}
+    params = {"resolution": 32, "channels": 1, "val_fraction": 0.2, "split_seed": 0, "background": 0, **p}
+    if _rgb(params["background"]) is None:
+        raise SystemExit(
+            f"{path}: preprocess.background must be a grey level 0-255 or [r, g, b], got {params['background']!r}"
+        )
     if params["channels"] not in (1, 3):
         raise SystemExit(f"{path}: preprocess.channels must be 1 or 3, got {params['channels']}")
     if not 0 < params["val_fraction"] < 1:
@@ -36,10 +40,22 @@ def load_params(path: Path) -> dict:
     return params
 
 
-def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
+def _rgb(background: object) -> tuple[int, int, int] | None:
+    """A grey level or [r, g, b] as an RGB triple; None when it is neither."""
+    values = background if isinstance(background, list | tuple) else [background] * 3
+    ok = len(values) == 3 and all(type(v) is int and 0 <= v <= 255 for v in values)
+    return (values[0], values[1], values[2]) if ok else None
+
+
+def load_image(path: Path, resolution: int, channels: int, background: object = 0) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
+        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+            # Composite onto the background: convert() alone drops alpha, so transparent pixels would show
+            # whatever colour they happen to store.
+            rgba = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (*_rgb(background), 255)), rgba)
         im = im.convert("L" if channels == 1 else "RGB")
         # Centre-crop to square, then resize with antialiasing (PIL's filters are antialiased).
         w, h = im.size
@@ -75,7 +91,10 @@ def preprocess(raw: Path, out: Path, params: dict) -> dict:
         else np.full(len(manifest), -1, np.int64)
     )
     images = np.stack(
-        [load_image(raw / f, params["resolution"], params["channels"]) for f in manifest["file"]]
+        [
+            load_image(raw / f, params["resolution"], params["channels"], params["background"])
+            for f in manifest["file"]
+        ]
     )
     is_val = stratified_split(label_ids, params["val_fraction"], params["split_seed"])
 

@@ -1,9 +1,14 @@
 """Raw image sources: the built-in digits, an image folder, an ``s3://`` prefix, a torchvision dataset.
 
 Every source lands as ``<raw_dir>/<class>/<file>`` (class = first-level subfolder; ``_unlabelled`` when the
-source has no labels) plus ``manifest.parquet`` (accepted files: size, shape, mode, label, sha256) and
-``rejects.parquet`` (rejected files with the reason). A rejected file is never silently dropped: it is
-listed, and ingestion fails when the rejected fraction exceeds a bound.
+source has no labels) plus ``manifest.parquet`` (accepted files: size, shape, mode, label, sha256),
+``rejects.parquet`` (rejected files with the reason) and ``skipped.parquet`` (hidden files and folders,
+empty class folders: not data, but listed). A rejected file is never silently dropped: it is listed, and
+ingestion fails when the rejected fraction exceeds a bound.
+
+Symbolic links in a folder source are never followed out of it: a link to a file inside the folder is
+read like that file; a link that leaves the folder, dangles or points at a folder is rejected with the
+reason, and its target is never opened. Images over ``max_pixels`` are rejected from their header.
 
 The new data is built in ``<raw_dir>.partial`` and swapped in only when complete, so an interrupted or
 failed ingest leaves the previous raw data as it was.
@@ -11,18 +16,28 @@ failed ingest leaves the previous raw data as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .shards import UNLABELLED
-from .validate import ACCEPTED_MODES, IMAGE_SUFFIXES, ImageInfo, reject_reason, sha256_bytes, validate_image
+from .validate import (
+    ACCEPTED_MODES,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    ImageInfo,
+    reject_reason,
+    sha256_bytes,
+    validate_image,
+)
 
 __all__ = [
     "ACCEPTED_MODES",
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "UNLABELLED",
     "IngestError",
@@ -37,6 +52,7 @@ __all__ = [
 
 MANIFEST_COLUMNS = ["file", "label", "size", "height", "width", "channels", "mode", "sha256"]
 REJECT_COLUMNS = ["file", "reason"]
+SKIPPED_COLUMNS = ["file", "reason"]
 
 
 class IngestError(RuntimeError):
@@ -50,6 +66,7 @@ class IngestReport:
     rejected: int
     classes: dict[str, int]
     rejects: list[dict[str, str]]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # hidden entries, empty class folders
 
     @property
     def reject_fraction(self) -> float:
@@ -132,13 +149,66 @@ def _row(file: str, label: str, data: bytes, info: ImageInfo) -> dict:
 # --- sources --------------------------------------------------------------------------------------------
 
 
-def _files_of(folder: Path) -> list[Path]:
-    """Every file under ``folder`` except hidden ones (and those in hidden folders: .git, .ipynb_checkpoints)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def _walk(folder: Path) -> tuple[list[Path], list[dict[str, str]], list[dict[str, str]]]:
+    """(regular files and symlinks to classify, links refused as rejects, skipped entries) under ``folder``.
+
+    ``os.walk`` with ``followlinks=False``: a link to a folder is listed, never entered. Hidden entries
+    (``.git``, ``.DS_Store``, ``.ipynb_checkpoints``) are skipped once each, not descended into.
+    """
+    files: list[Path] = []
+    refused: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        here = Path(dirpath)
+        for name in sorted(dirnames):
+            path, rel = here / name, (here / name).relative_to(folder).as_posix()
+            if name.startswith("."):
+                skipped.append({"file": rel + "/", "reason": "hidden folder"})
+            elif path.is_symlink():
+                refused.append({"file": rel, "reason": "symbolic link to a folder: links are not followed"})
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink())
+        for name in sorted(filenames):
+            path = here / name
+            if name.startswith("."):
+                skipped.append({"file": path.relative_to(folder).as_posix(), "reason": "hidden file"})
+            else:
+                files.append(path)
+    # A class folder with nothing to ingest would silently vanish from the classes: say so.
+    used = {Path(p).relative_to(folder).parts[0] for p in files} | {r["file"].split("/")[0] for r in refused}
+    for entry in sorted(folder.iterdir()):
+        if (
+            entry.is_dir()
+            and not entry.is_symlink()
+            and not entry.name.startswith(".")
+            and entry.name not in used
+        ):
+            skipped.append({"file": entry.name + "/", "reason": "empty class folder: no files to ingest"})
+    return sorted(files), refused, sorted(skipped, key=lambda r: r["file"])
+
+
+def _read_inside(path: Path, root: Path) -> bytes | str:
+    """The bytes of ``path``, or the reason it is refused: a link must resolve to a file inside ``root``.
+
+    Opened with O_NOFOLLOW after resolving, so a link swapped in between the check and the read is refused
+    by the OS rather than followed.
+    """
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.exists():
+            return "broken symbolic link: its target does not exist"
+        if not target.is_relative_to(root):
+            return "symbolic link to a file outside the source folder: not followed"
+        if not target.is_file():
+            return "symbolic link to something that is not a regular file"
+        path = target
+    elif not path.is_file():
+        return "not a regular file"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        return f"cannot open: {exc.strerror}"
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def ingest_folder(
@@ -148,12 +218,14 @@ def ingest_folder(
     progress: bool = False,
     *,
     describe: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> IngestReport:
     """Validate every file of an image folder (class = first-level subfolder) into ``raw_dir``.
 
     Accepted files are copied, keeping their path below the class folder (so equal names in different
-    subfolders never collide); rejects are listed with the reason. Manifest and rejects tables are written
-    even when the run fails, so the user sees exactly which files were wrong.
+    subfolders never collide); rejects are listed with the reason, skipped entries (hidden, empty class
+    folders) too. Manifest, rejects and skipped tables are written even when the run fails, so the user sees
+    exactly which files were wrong.
     """
     from tqdm.auto import tqdm
 
@@ -161,12 +233,17 @@ def ingest_folder(
     describe = describe or str(source)
     if not source.is_dir():
         raise IngestError(f"image folder {describe} does not exist")
+    root = source.resolve()
     staging = _fresh_staging(raw_dir)
-    rows, rejects = [], []
-    for path in tqdm(_files_of(source), desc="validate", unit="img", disable=not progress):
+    files, rejects, skipped = _walk(source)
+    rows = []
+    for path in tqdm(files, desc="validate", unit="img", disable=not progress):
         rel = path.relative_to(source)
-        data = path.read_bytes()
-        info, reason = reject_reason(rel.as_posix(), data)
+        data = _read_inside(path, root)
+        if isinstance(data, str):
+            rejects.append({"file": rel.as_posix(), "reason": data})
+            continue
+        info, reason = reject_reason(rel.as_posix(), data, max_pixels)
         if info is None:
             rejects.append({"file": rel.as_posix(), "reason": reason})
             continue
@@ -175,7 +252,8 @@ def ingest_folder(
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
         rows.append(_row(dest_rel.as_posix(), dest_rel.parts[0], data, info))
-    return _finish(staging, raw_dir, rows, rejects, max_reject_fraction, describe)
+    rejects.sort(key=lambda r: r["file"])
+    return _finish(staging, raw_dir, rows, rejects, max_reject_fraction, describe, skipped)
 
 
 def ingest_arrays(
@@ -195,14 +273,20 @@ def ingest_arrays(
     )
     write_array_images(staging, images, names, progress)
     rows = []
-    for path in _files_of(staging):
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         data = path.read_bytes()
         rows.append(_row(path.relative_to(staging).as_posix(), path.parent.name, data, validate_image(data)))
     return _finish(staging, raw_dir, rows, [], 0.0, "arrays")
 
 
 def _finish(
-    staging: Path, raw_dir: Path, rows: list[dict], rejects: list[dict], max_frac: float, source: str
+    staging: Path,
+    raw_dir: Path,
+    rows: list[dict],
+    rejects: list[dict],
+    max_frac: float,
+    source: str,
+    skipped: list[dict] | None = None,
 ) -> IngestReport:
     import pandas as pd
 
@@ -211,7 +295,9 @@ def _finish(
         classes[r["label"]] = classes.get(r["label"], 0) + 1
     pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_parquet(staging / "manifest.parquet", index=False)
     pd.DataFrame(rejects, columns=REJECT_COLUMNS).to_parquet(staging / "rejects.parquet", index=False)
-    report = IngestReport(raw_dir, len(rows), len(rejects), dict(sorted(classes.items())), rejects)
+    skipped = skipped or []
+    pd.DataFrame(skipped, columns=SKIPPED_COLUMNS).to_parquet(staging / "skipped.parquet", index=False)
+    report = IngestReport(raw_dir, len(rows), len(rejects), dict(sorted(classes.items())), rejects, skipped)
     listing = "\n".join(f"  {r['file']}: {r['reason']}" for r in rejects[:20])
     more = f"\n  ... and {len(rejects) - 20} more" if len(rejects) > 20 else ""
     if not rows:
@@ -243,15 +329,19 @@ def ingest_source(
     progress: bool = False,
     download_root: Path | None = None,
     endpoint_url: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> IngestReport:
     """Dispatch on the source string: ``digits``, ``torchvision:<NAME>``, ``s3://bucket/prefix``, or a folder.
 
     ``download_root``: where torchvision datasets are read from (and downloaded to, with ``allow_download``).
     ``endpoint_url``: an S3-compatible server for ``s3://`` sources (else boto3's default chain).
+    ``max_pixels``: images with more pixels are rejected from their header, before decoding.
     """
     raw_dir = Path(raw_dir)
     if not 0.0 <= max_reject_fraction <= 1.0:
         raise IngestError(f"max_reject_fraction must be in [0, 1], got {max_reject_fraction}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise IngestError(f"ingest.max_pixels must be a whole number >= 1, got {max_pixels!r}")
     if source == "digits":
         images, labels = digits_images()
         return ingest_arrays(images, labels, raw_dir, progress=progress)
@@ -267,7 +357,9 @@ def ingest_source(
         download = raw_dir.with_name(raw_dir.name + ".download")
         try:
             local = download_prefix(source, download, progress=progress, endpoint_url=endpoint_url)
-            return ingest_folder(local, raw_dir, max_reject_fraction, progress, describe=source)
+            return ingest_folder(
+                local, raw_dir, max_reject_fraction, progress, describe=source, max_pixels=max_pixels
+            )
         finally:
             shutil.rmtree(download, ignore_errors=True)  # the accepted files are in raw_dir now
-    return ingest_folder(Path(source), raw_dir, max_reject_fraction, progress)
+    return ingest_folder(Path(source), raw_dir, max_reject_fraction, progress, max_pixels=max_pixels)

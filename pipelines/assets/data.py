@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from ganlib.data.shards import load_split, read_meta
-from ganlib.data.sources import IngestError, ingest_source
+from ganlib.data.sources import DEFAULT_MAX_PIXELS, IngestError, ingest_source
 from ganlib.viz import save_grid
 from pipelines import dvc
 from pipelines.metadata import image, table
@@ -41,6 +41,7 @@ def raw_images(
             progress=True,
             download_root=workspace.path / params.get("download_root", "data/torchvision"),
             endpoint_url=params.get("endpoint_url") or None,
+            max_pixels=params.get("max_pixels", DEFAULT_MAX_PIXELS),
         )
     except IngestError as exc:
         raise dg.Failure(str(exc)) from None
@@ -58,6 +59,8 @@ def raw_images(
             # smallest class / largest class: 1.0 is balanced; a small value warns before training does
             "class_balance": round(min(report.classes.values()) / max(report.classes.values()), 4),
             "rejects": table(report.rejects[:50], ["file", "reason"]) if report.rejects else "none",
+            # hidden entries and empty class folders: not data, but never dropped without a word
+            "skipped": table(report.skipped[:50], ["file", "reason"]) if report.skipped else "none",
             "dvc_hash": raw_hash,
             "preview": image(preview, "raw preview"),
         },

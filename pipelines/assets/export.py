@@ -103,7 +103,7 @@ def onnx_generator(
 ) -> dg.Output[PublishedGenerator]:
     from ganlib.export import ParityError, check_parity, export_onnx
     from ganlib.models import load_generator
-    from ganlib.store import StoreError, config_hash, publish
+    from ganlib.store import StoreError, config_hash, is_permanent, publish
 
     current = gan_config.load()
     verify_chain(context.instance, generator_evaluation, pruned_generator, current)
@@ -171,7 +171,10 @@ def onnx_generator(
             },
         )
     except StoreError as exc:
-        raise dg.Failure(f"publishing to the object store failed: {exc}") from None
+        # Refused credentials stay refused: fail at once instead of retrying the step.
+        raise dg.Failure(
+            f"publishing to the object store failed: {exc}", allow_retries=not is_permanent(exc)
+        ) from None
     (out_dir / "published.json").write_text(json.dumps({"uri": published.uri, "version": version}, indent=2))
     return dg.Output(
         PublishedGenerator(

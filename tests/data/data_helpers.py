@@ -114,3 +114,21 @@ def git(ws: Path, *args: str) -> str:
 def commit_all(ws: Path, message: str = "data") -> None:
     git(ws, "add", "-A")
     git(ws, "commit", "-q", "-m", message)
+
+
+def flat_png(path: Path, width: int, height: int, rgba: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Path:
+    """A valid RGBA PNG of one flat colour, written row by row through zlib: a huge image costs little
+    memory to make (13000x13000 is ~660 KB on disk and 676 MB once decoded)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgba) * width  # filter type 0, then the pixels
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 import yaml
 from data_helpers import data_workspace, image_folder, set_params
 
@@ -96,3 +97,62 @@ def test_dvc_lock_held_outside_our_lock_makes_dvc_wait_not_crash(tmp_path: Path)
         held.close()
     thread.join(120)
     assert len(results) == 1 and isinstance(results[0], str), results
+
+
+def _hand_run_repro(ws: Path, seconds: int):
+    """A `dvc repro` started by hand whose stage command runs ``seconds`` longer: returns once DVC is
+    inside the stage, holding its data lock (.dvc/tmp/rwlock) but not the repo lock."""
+    import os
+    import subprocess
+    import sys
+
+    ingest_folder(image_folder(ws.parent / "src", per_class=4), ws / "data" / "raw" / "toy")
+    dvc.add(ws, "data/raw/toy")
+    spec = (ws / "dvc.yaml").read_text()
+    (ws / "dvc.yaml").write_text(spec.replace("cmd: python", f"cmd: sleep {seconds} && python"))
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    hand = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dvc")), "repro", "preprocess"],
+        cwd=ws,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in hand.stdout:
+        if "Running stage 'preprocess'" in line:
+            return hand
+    raise AssertionError(f"the hand-run repro ended early: {hand.wait()}")
+
+
+def test_repro_waits_for_a_hand_run_repro_holding_the_data_then_proceeds(tmp_path: Path) -> None:
+    ws = data_workspace(tmp_path / "ws", tmp_path / "src", resolution=8)
+    hand = _hand_run_repro(ws, 4)
+    logs: list[str] = []
+    try:
+        result = dvc.repro(ws, "preprocess", log=logs.append)
+        assert hand.poll() is not None  # it returned only after the hand-run one had finished
+    finally:
+        hand.wait(120)
+    assert hand.returncode == 0
+    busy = [m for m in logs if "is busy, held by (PID " in m]
+    assert len(busy) == 1 and f"(PID {hand.pid})" in busy[0] and "waiting up to 1800 s" in busy[0]
+    assert result.output_hash == _lock_hash(ws) and not result.ran  # the hand-run already made this output
+
+
+def test_repro_gives_up_after_the_busy_timeout_with_one_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(dvc.BUSY_TIMEOUT_ENV, "2")
+    ws = data_workspace(tmp_path / "ws", tmp_path / "src", resolution=8)
+    hand = _hand_run_repro(ws, 30)
+    try:
+        with pytest.raises(dvc.DvcError) as err:
+            dvc.repro(ws, "preprocess")
+        assert hand.poll() is None  # gave up while the other command still ran
+    finally:
+        hand.kill()
+        hand.wait(30)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"`dvc repro preprocess` in {ws}: DVC's data stayed busy for ")
+    assert f"(limit 2 s, GAN_DVC_BUSY_TIMEOUT), held by (PID {hand.pid}): " in msg
+    assert msg.endswith(f"delete {ws / '.dvc' / 'tmp' / 'rwlock'})")

@@ -120,11 +120,11 @@ def test_interrupted_ingest_keeps_previous_raw_data(tmp_path: Path, monkeypatch)
     calls = {"n": 0}
     real = sources.reject_reason
 
-    def dies_on_third(name: str, data: bytes):
+    def dies_on_third(name: str, data: bytes, *rest):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # Ctrl-C, or a worker killed mid-ingest
-        return real(name, data)
+        return real(name, data, *rest)
 
     monkeypatch.setattr(sources, "reject_reason", dies_on_third)
     with pytest.raises(KeyboardInterrupt):

@@ -81,3 +81,39 @@ def test_cli_rejects_a_bad_config_before_touching_data(tmp_path) -> None:
             ["--config", "dcgan", "--set", "loss.kind=wgan", "--data", str(tmp_path), "--out", str(tmp_path)]
         )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "where", "why"),
+    [
+        ("train:\n  lr_g: .inf\n", "train.lr_g", "finite number"),
+        ("train:\n  lr_d: .nan\n", "train.lr_d", "finite number"),
+        ("eval:\n  fid_max: -.inf\n", "eval.fid_max", "finite number"),
+        ("train:\n  steps: true\n", "train.steps", "got a boolean"),
+        ("train:\n  lr_g: false\n", "train.lr_g", "got a boolean"),
+        ("train:\n  betas: [true, 0.9]\n", "train.betas", "got a boolean"),
+        ("train:\n  betas: [5, -3]\n", "train.betas.0", "less than 1"),
+        ("train:\n  betas: [0.5, -3]\n", "train.betas.1", "greater than or equal to 0"),
+        ("train:\n  betas: [0.5, 1.0]\n", "train.betas.1", "less than 1"),
+        ("export:\n  model_name: ../evil\n", "export.model_name", "invalid model name '../evil'"),
+        ("export:\n  model_name: a/b\n", "export.model_name", "invalid model name 'a/b'"),
+        ("export:\n  model_name: ''\n", "export.model_name", "invalid model name ''"),
+    ],
+)
+def test_hostile_values_are_rejected_naming_key_and_reason(
+    tmp_path, yaml_text: str, where: str, why: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    line = next(ln for ln in str(err.value).splitlines() if ln.strip().startswith(f"- {where}:"))
+    assert why in line, str(err.value)
+
+
+def test_numbers_that_look_odd_but_are_fine_still_load(tmp_path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("train:\n  betas: [0, 0.99]\n  lr_g: 1\n  steps: 3\nexport:\n  model_name: my-model.v2\n")
+    cfg = load_config(path)
+    assert cfg.train.betas == (0.0, 0.99) and cfg.train.lr_g == 1.0 and cfg.train.steps == 3
+    assert cfg.export.model_name == "my-model.v2"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 import torch
@@ -216,3 +218,88 @@ def test_cli_trains_and_resumes(tmp_path, capsys) -> None:
     with torch.no_grad():
         images = load_generator(tmp_path / "run" / "checkpoint.pt")(torch.randn(2, 64), torch.tensor([0, 1]))
     assert images.shape == (2, 1, 16, 16) and torch.isfinite(images).all()
+
+
+def test_nan_names_the_first_bad_step_and_stops_within_the_check_interval(
+    digits: Split, tmp_path, monkeypatch
+) -> None:
+    """checkpoint_every far away: the NaN in step 5 must still stop training at the next host check,
+    name step 5 (not a checkpoint step), and leave no checkpoint behind."""
+    cfg = tiny_config(train={"steps": 200, "checkpoint_every": 100, "log_every": 100})
+    real_loss, calls = training.discriminator_loss, []
+
+    def poisoned(kind: str, *args, **kwargs) -> torch.Tensor:
+        calls.append(1)
+        loss = real_loss(kind, *args, **kwargs)
+        return loss * float("inf") if len(calls) >= 5 else loss  # step 5 on: inf (steps 6.. as well)
+
+    monkeypatch.setattr(training, "discriminator_loss", poisoned)
+    with pytest.raises(NonFiniteLossError) as err:
+        train(cfg, digits, tmp_path, progress=False)
+    every = training.FINITE_CHECK_EVERY
+    assert str(err.value).startswith(
+        f"training diverged at step 5: the discriminator loss is inf; stopped at step {every}; "
+        "no checkpoint was written yet."
+    )
+    assert len(calls) == every  # nothing ran past the first check after the NaN
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_killed_checkpoint_write_leaves_a_temp_file_the_next_run_removes(digits: Split, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    # A real writer killed mid-write: torch.save writes part of the file, then the process gets SIGKILL.
+    script = (
+        "import os, signal, sys, torch\n"
+        "import ganlib.checkpoint as c\n"
+        "def dying_save(obj, f):\n"
+        "    open(f, 'wb').write(b'half a checkpoint')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "c.torch.save = dying_save\n"
+        "c.save_checkpoint({'step': 1}, sys.argv[1])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "checkpoint.pt")])
+    assert proc.returncode == -9
+    left = list(tmp_path.glob(".checkpoint.pt.*.tmp"))
+    assert len(left) == 1 and left[0].read_bytes() == b"half a checkpoint"
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+    (tmp_path / "unrelated.tmp").write_text("not ours")
+    train(tiny_config(train={"steps": 1}), digits, tmp_path, progress=False)
+    assert not list(tmp_path.glob(".checkpoint.pt.*.tmp"))
+    assert (tmp_path / "unrelated.tmp").exists() and (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_cli_prints_one_line_on_divergence(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from ganlib.data.shards import write_split
+
+    data = digits_split(16, n=64)
+    write_split(tmp_path / "processed", "train", data.images, data.labels)
+    meta = {"class_names": [str(i) for i in range(10)], "resolution": 16, "channels": 1}
+    (tmp_path / "processed" / "meta.json").write_text(json.dumps(meta))
+    sets = ["model.g_width=8", "model.d_width=8", "train.batch_size=16", "train.device=cpu"]
+    sets += ["train.steps=64", "train.lr_g=1e30", "train.lr_d=1e30", "train.checkpoint_every=1000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ganlib.train_cli",
+        "--config",
+        "dcgan",
+        "--data",
+        str(tmp_path / "processed"),
+    ]
+    cmd += ["--out", str(tmp_path / "run")] + [a for s in sets for a in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.fullmatch(
+        r"training diverged at step \d+: the (discriminator|generator) loss is (nan|-?inf); stopped at step "
+        r"\d+; no checkpoint was written yet\. Lower the learning rates.*",
+        lines[0],
+    ), lines[0]
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -70,3 +74,62 @@ def test_service_rejects_bad_requests(server, query):
 
 def test_service_unknown_path(server):
     assert _get(f"{server.url}/nope")[0] == 404
+
+
+def _run_service(args: list[str], env_extra: dict[str, str]) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "GAN_MODEL", "GAN_STORE_URI")}
+    return subprocess.Popen(
+        [sys.executable, "-u", str(SERVICE), *args],
+        env={**env, **env_extra},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_readme_names_the_model_the_default_config_publishes() -> None:
+    from ganlib.config import load_config
+
+    readme = (SERVICE.parent / "README.md").read_text()
+    named = set(re.findall(r"GAN_MODEL=([\w.-]+)", readme)) | set(
+        re.findall(r'create_server\("[^"]+", "([\w.-]+)"', readme)
+    )
+    assert named == {load_config("default").export.model_name} == {"digits-dcgan"}
+
+
+def test_missing_model_stops_the_service_with_one_line(tmp_path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    proc = _run_service(["--uri", str(store), "--model", "digits-dcgan", "--port", "0"], {})
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.splitlines() == [
+        f"service: cannot serve 'digits-dcgan' from {store}: no published version of 'digits-dcgan' at "
+        f"{store.as_uri()}: latest.json is missing"
+    ]
+
+
+def test_service_binds_loopback_by_default(tmp_path, onnx_models) -> None:
+    from ganlib.store import open_store
+
+    info = onnx_models["uncond"]
+    publish(open_store(tmp_path / "store"), "digits-dcgan", "v1", info.path, manifest_fields(info))
+    proc = _run_service(
+        ["--port", "0", "--device", "cpu"],
+        {
+            "GAN_STORE_URI": str(tmp_path / "store"),
+            "GAN_MODEL": "digits-dcgan",
+            "GAN_CACHE_DIR": str(tmp_path / "c"),
+        },
+    )
+    try:
+        line = proc.stdout.readline()
+        assert re.fullmatch(
+            r"serving digits-dcgan v1 \(sha256 \w{12}\) on CPUExecutionProvider at http://127\.0\.0\.1:\d+\n",
+            line,
+        ), line
+        url = line.rsplit(" at ", 1)[1].strip()
+        assert json.loads(urllib.request.urlopen(url + "/healthz", timeout=30).read())["version"] == "v1"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
