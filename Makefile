@@ -39,7 +39,7 @@ lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 ui: setup
-	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000  # location gan_workflow, from pyproject's [tool.dagster]
 
 bench: setup
 	$(BIN)/python -m bench

@@ -46,15 +46,14 @@ def free_port() -> int:
 def dagster_dev(
     home: Path, env: dict[str, str], log: Path, startup_timeout: float = 120.0
 ) -> Iterator[DagsterDev]:
-    """`dagster dev -m pipelines.definitions` (as `make ui`) with DAGSTER_HOME=home; yields once the UI answers."""
+    """`dagster dev` in the repo (as `make ui`: module and location name from pyproject's [tool.dagster]) with
+    DAGSTER_HOME=home; yields once the UI answers."""
     port = free_port()
     full_env = {**os.environ, **env, "DAGSTER_HOME": str(home), "DAGSTER_DISABLE_TELEMETRY": "1"}
     full_env.pop("GAN_EXECUTOR", None)  # the default executor: runs are subprocesses here
     cmd = [
         str(Path(sys.executable).with_name("dagster")),
         "dev",
-        "-m",
-        "pipelines.definitions",
         "-h",
         "127.0.0.1",
         "-p",
