@@ -2,17 +2,22 @@
 
 Each check reports the decision its asset took and stored, and records the stored value's identity
 (``value_identity``), so the export can find in Dagster's event log that exactly this value passed.
-Each always returns a result (never raises): Dagster blocks downstream assets only on a failed
+A failed gate tags its run ``gan/outcome=gate-refused``. Each always returns a result (never raises): Dagster blocks downstream assets only on a failed
 ERROR-severity result, and a crashing check emits none.
 """
 
 import dagster as dg
 
 from pipelines.assets.model import generator_evaluation, pruned_generator
+from pipelines.provenance import tag_refusal
 from pipelines.types import Evaluation, GateDecision, PrunedGenerator, Record
 
 
-def _result(decision: GateDecision, value: Record, extra: dict) -> dg.AssetCheckResult:
+def _result(
+    context: dg.AssetCheckExecutionContext, decision: GateDecision, value: Record, extra: dict
+) -> dg.AssetCheckResult:
+    if not decision.passed:
+        tag_refusal(context.instance, context.run.run_id, decision.gate)
     return dg.AssetCheckResult(
         passed=decision.passed,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -36,9 +41,10 @@ def _result(decision: GateDecision, value: Record, extra: dict) -> dg.AssetCheck
     blocking=True,
     description="FID under the absolute bound and not a real regression vs the champion re-scored in the same run.",
 )
-def fid_gate(generator_evaluation: Evaluation) -> dg.AssetCheckResult:
+def fid_gate(context: dg.AssetCheckExecutionContext, generator_evaluation: Evaluation) -> dg.AssetCheckResult:
     score = generator_evaluation.score
     return _result(
+        context,
         generator_evaluation.gate,
         generator_evaluation,
         {
@@ -55,8 +61,11 @@ def fid_gate(generator_evaluation: Evaluation) -> dg.AssetCheckResult:
     description="Pruning did not make FID worse beyond the tolerance, and the pruned model is not a real "
     "regression vs the shipped champion re-scored in the same run.",
 )
-def prune_gate(pruned_generator: PrunedGenerator) -> dg.AssetCheckResult:
+def prune_gate(
+    context: dg.AssetCheckExecutionContext, pruned_generator: PrunedGenerator
+) -> dg.AssetCheckResult:
     return _result(
+        context,
         pruned_generator.gate,
         pruned_generator,
         {

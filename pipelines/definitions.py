@@ -11,12 +11,14 @@ import dagster as dg
 from pipelines.assets.data import processed_dataset, raw_images
 from pipelines.assets.export import onnx_generator
 from pipelines.assets.model import fid_reference, generator_evaluation, pruned_generator, trained_generator
+from pipelines.assets.params import ingest_params, preprocess_params
 from pipelines.checks import fid_gate, prune_gate
 from pipelines.io_manager import JsonRecordIOManager
 from pipelines.jobs import executor_from_env, new_raw_data_sensor, retrain_job, weekly_retrain
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
 from pipelines.stale_runs import free_dead_runs, launching_without_daemon
 
+SOURCES = [ingest_params, preprocess_params]
 ASSETS = [
     raw_images,
     processed_dataset,
@@ -62,7 +64,7 @@ def build_defs(
 ) -> dg.Definitions:
     return dg.Definitions(
         executor=executor_from_env() or EXECUTOR,
-        assets=ASSETS,
+        assets=[*SOURCES, *ASSETS],
         asset_checks=CHECKS,
         jobs=[retrain_job],
         schedules=[weekly_retrain],

@@ -32,7 +32,8 @@ def executor_from_env(value: str | None = None) -> dg.ExecutorDefinition | None:
 
 retrain_job = dg.define_asset_job(
     "retrain",
-    selection=dg.AssetSelection.all(),
+    # Sources included: every run observes params.yaml, so the data versions Dagster compares are current.
+    selection=dg.AssetSelection.all(include_sources=True),
     description="Materializes the whole chain: ingest -> DVC preprocess -> train -> evaluate (fid_gate) -> "
     "prune (prune_gate) -> ONNX export to the object store.",
     tags={"team": "ml-platform"},

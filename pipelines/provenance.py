@@ -3,6 +3,8 @@ the asset to re-materialize, in one line, and stops the step before it writes or
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +12,24 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from ganlib.store import sha256_file
 from pipelines.types import Record
+
+OUTCOME_TAG = "gan/outcome"  # on the run: "gate-refused" marks a deliberate no, not a crashed worker
+REFUSED_BY_TAG = "gan/refused-by"
+
+
+def tag_refusal(instance: dg.DagsterInstance, run_id: str, by: str) -> None:
+    """Mark the run, so the Runs page tells a gate's refusal from an infrastructure failure at a glance."""
+    instance.add_run_tags(run_id, {OUTCOME_TAG: "gate-refused", REFUSED_BY_TAG: by})
+
+
+@contextlib.contextmanager
+def refusals_tagged(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Tag the run when the wrapped stage refuses its inputs (``ChainBroken``), then let the refusal fail it."""
+    try:
+        yield
+    except ChainBroken:
+        tag_refusal(context.instance, context.run.run_id, context.asset_key.to_user_string())
+        raise
 
 
 class ChainBroken(dg.Failure):

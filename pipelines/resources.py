@@ -93,6 +93,7 @@ class GanConfigResource(dg.ConfigurableResource):
         except ConfigError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
 
+
 class ComputeResource(dg.ConfigurableResource):
     """The training/evaluation device: "auto" picks CUDA when present, else CPU."""
 

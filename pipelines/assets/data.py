@@ -8,6 +8,8 @@ from ganlib.data.shards import load_split, read_meta
 from ganlib.data.sources import DEFAULT_MAX_PIXELS, IngestError, ingest_source
 from ganlib.viz import save_grid
 from pipelines import dvc
+from pipelines.assets.params import ingest_params, preprocess_params
+from pipelines.code_versions import DATA, code_version
 from pipelines.metadata import image, table
 from pipelines.resources import GanConfigResource, Workspace
 from pipelines.types import ProcessedDataset, RawImages
@@ -17,9 +19,11 @@ OWNERS = ["team:ml-platform"]
 
 @dg.asset(
     group_name="data",
+    code_version=code_version(*DATA),
     kinds={"dvc", "pandas"},
     owners=OWNERS,
     pool="dvc",
+    deps=[ingest_params],
     description="Pulls the configured source (params.yaml: ingest) into `data/raw/NAME/`, validating every "
     "file; rejects are listed with their reason. The folder is tracked with `dvc add`.",
 )
@@ -62,7 +66,7 @@ def raw_images(
             # hidden entries and empty class folders: not data, but never dropped without a word
             "skipped": table(report.skipped[:50], ["file", "reason"]) if report.skipped else "none",
             "dvc_hash": raw_hash,
-            "preview": image(preview, "raw preview"),
+            "preview": image(preview, "raw preview", workspace.outputs()),
         },
     )
 
@@ -90,10 +94,11 @@ def _preview(raw_dir, n: int = 64):
 
 @dg.asset(
     group_name="data",
+    code_version=code_version(*DATA, "dvc.yaml"),
     kinds={"dvc", "numpy"},
     owners=OWNERS,
     pool="dvc",
-    deps=[raw_images],
+    deps=[raw_images, preprocess_params],
     description="Runs `dvc repro preprocess` (dvc.yaml): resize, split train/val, pack uint8 shards. "
     "Unchanged raw data and params: DVC skips the stage and the data version stays the same.",
 )
@@ -142,7 +147,7 @@ def processed_dataset(
             "params": dg.MetadataValue.json(meta["params"]),
             "pushed_to_remote": bool(remote),
             "dvc_remote": remote or "none configured",
-            "val_preview": image(preview, "val preview"),
+            "val_preview": image(preview, "val preview", workspace.outputs()),
         },
     )
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import dagster as dg
 
 from ganlib.config import GANConfig
-from pipelines.provenance import require_equal, require_file, require_passed_check
+from pipelines.code_versions import EXPORT, code_version
+from pipelines.provenance import refusals_tagged, require_equal, require_file, require_passed_check
 from pipelines.resources import REPO_ROOT, GanConfigResource, ObjectStoreResource
 from pipelines.types import Evaluation, PrunedGenerator, PublishedGenerator
 
@@ -86,6 +87,7 @@ def verify_chain(
 
 @dg.asset(
     group_name="delivery",
+    code_version=code_version(*EXPORT),
     kinds={"onnx", "s3"},
     owners=["team:ml-platform"],
     # Transient store/network failures retry the step; deliberate refusals say allow_retries=False.
@@ -106,7 +108,8 @@ def onnx_generator(
     from ganlib.store import StoreError, config_hash, is_permanent, publish
 
     current = gan_config.load()
-    verify_chain(context.instance, generator_evaluation, pruned_generator, current)
+    with refusals_tagged(context):
+        verify_chain(context.instance, generator_evaluation, pruned_generator, current)
     # The manifest's config is the one that trained these weights, with the stages' sections in force.
     cfg = GANConfig.model_validate(pruned_generator.training_config).judged_with(current)
     config = cfg.model_dump(mode="json")

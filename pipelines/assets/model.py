@@ -13,8 +13,9 @@ import dagster as dg
 from ganlib.config import GANConfig
 from ganlib.store import sha256_file
 from pipelines import gates
+from pipelines.code_versions import EVALUATION, PRUNING, REFERENCE, TRAINING, code_version
 from pipelines.metadata import image, table
-from pipelines.provenance import ChainBroken, require_equal, require_file
+from pipelines.provenance import ChainBroken, refusals_tagged, require_equal, require_file
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
 from pipelines.types import Evaluation, FidReference, ProcessedDataset, PrunedGenerator, TrainedGenerator
 
@@ -58,6 +59,7 @@ def _champion(
 
 @dg.asset(
     group_name="evaluation",
+    code_version=code_version(*REFERENCE),
     kinds={"pytorch", "numpy"},
     owners=OWNERS,
     pool="gpu",
@@ -109,6 +111,7 @@ def fid_reference(
 
 @dg.asset(
     group_name="training",
+    code_version=code_version(*TRAINING),
     kinds={"pytorch"},
     owners=OWNERS,
     pool="gpu",
@@ -154,6 +157,17 @@ def trained_generator(
         context.log.info(
             f"step {step}/{cfg.train.steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         )
+        # An observation per log interval: the asset's page plots the losses while training runs.
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=context.asset_key,
+                metadata={
+                    "step": dg.MetadataValue.int(step),
+                    "progress": dg.MetadataValue.float(step / cfg.train.steps),
+                    **{k: dg.MetadataValue.float(float(v)) for k, v in values.items()},
+                },
+            )
+        )
 
     try:
         result = train(cfg, split, run_dir, resume=True, progress=True, on_log=on_log)
@@ -193,8 +207,8 @@ def trained_generator(
             "images_per_sec": round(result.images_per_sec, 1),
             "params": sum(p.numel() for p in generator.parameters()),
             "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
-            "samples": image(grid_path, "samples"),
-            "losses": image(plot_path, "loss curves"),
+            "samples": image(grid_path, "samples", workspace.outputs()),
+            "losses": image(plot_path, "loss curves", workspace.outputs()),
         },
     )
 
@@ -220,6 +234,7 @@ def _require_reference_for(
 
 @dg.asset(
     group_name="evaluation",
+    code_version=code_version(*EVALUATION),
     kinds={"pytorch"},
     owners=OWNERS,
     pool="gpu",
@@ -243,10 +258,11 @@ def generator_evaluation(
 
     stage = "generator_evaluation"
     cfg = _judging_config(trained_generator, gan_config)
-    require_file(
-        stage, trained_generator.checkpoint, trained_generator.checkpoint_sha256, "trained_generator"
-    )
-    _require_reference_for(stage, trained_generator, fid_reference, cfg)
+    with refusals_tagged(context):
+        require_file(
+            stage, trained_generator.checkpoint, trained_generator.checkpoint_sha256, "trained_generator"
+        )
+        _require_reference_for(stage, trained_generator, fid_reference, cfg)
 
     device = compute.torch_device()
     generator = load_generator(trained_generator.checkpoint).to(device)
@@ -313,8 +329,10 @@ def generator_evaluation(
             "checkpoint_sha256": trained_generator.checkpoint_sha256,
             "evaluation_digest": cfg.evaluation_digest(),
             "protocol": dg.MetadataValue.json(score["protocol"]),
-            "samples": image(grid_path, "evaluation samples"),
-            "interpolation": image(strip_path, "spherical interpolation between latents, one per row"),
+            "samples": image(grid_path, "evaluation samples", workspace.outputs()),
+            "interpolation": image(
+                strip_path, "spherical interpolation between latents, one per row", workspace.outputs()
+            ),
             "report": dg.MetadataValue.path(str(report_path)),
         },
     )
@@ -322,6 +340,7 @@ def generator_evaluation(
 
 @dg.asset(
     group_name="evaluation",
+    code_version=code_version(*PRUNING),
     kinds={"pytorch"},
     owners=OWNERS,
     pool="gpu",
@@ -343,25 +362,26 @@ def pruned_generator(
     from ganlib.evaluation import load_backbone, score_onnx_generator
 
     stage = "pruned_generator"
-    require_equal(
-        stage,
-        "generator_evaluation judged another checkpoint than trained_generator holds",
-        generator_evaluation.checkpoint_sha256,
-        trained_generator.checkpoint_sha256,
-        "Re-materialize generator_evaluation (it never judged this checkpoint).",
-    )
-    require_file(
-        stage, trained_generator.checkpoint, trained_generator.checkpoint_sha256, "trained_generator"
-    )
-    require_equal(
-        stage,
-        "generator_evaluation used another FID reference than fid_reference holds",
-        generator_evaluation.reference_sha256,
-        fid_reference.stats_sha256,
-        "Re-materialize generator_evaluation.",
-    )
-    cfg = _judging_config(trained_generator, gan_config)
-    _require_reference_for(stage, trained_generator, fid_reference, cfg)
+    with refusals_tagged(context):
+        require_equal(
+            stage,
+            "generator_evaluation judged another checkpoint than trained_generator holds",
+            generator_evaluation.checkpoint_sha256,
+            trained_generator.checkpoint_sha256,
+            "Re-materialize generator_evaluation (it never judged this checkpoint).",
+        )
+        require_file(
+            stage, trained_generator.checkpoint, trained_generator.checkpoint_sha256, "trained_generator"
+        )
+        require_equal(
+            stage,
+            "generator_evaluation used another FID reference than fid_reference holds",
+            generator_evaluation.reference_sha256,
+            fid_reference.stats_sha256,
+            "Re-materialize generator_evaluation.",
+        )
+        cfg = _judging_config(trained_generator, gan_config)
+        _require_reference_for(stage, trained_generator, fid_reference, cfg)
     device = compute.torch_device()
     out_dir = Path(trained_generator.run_dir) / "pruned"
     result = dissect_and_prune(
@@ -430,5 +450,7 @@ def pruned_generator(
         "checkpoint": dg.MetadataValue.path(result["checkpoint"]),
     }
     if result.get("strip"):
-        metadata["before_after"] = image(result["strip"], "same latents before/after ablation")
+        metadata["before_after"] = image(
+            result["strip"], "same latents before/after ablation", workspace.outputs()
+        )
     return dg.Output(pruned, data_version=dg.DataVersion(pruned.identity()[:16]), metadata=metadata)

@@ -10,11 +10,13 @@ import pytest
 # Dagster has no public stale-status API outside its GraphQL layer; this is the resolver the UI uses,
 # built the way Dagster's own tests build it.
 from dagster._core.definitions.data_version import StaleStatus
+from dagster._core.definitions.observe import observe  # in-process observation (no public export)
 from dagster._utils.test.data_versions import get_stale_status_resolver
 from data_helpers import data_workspace, file_hashes, image_folder, set_params, write_corrupt_files
 
 from pipelines import dvc
 from pipelines.assets.data import processed_dataset, raw_images
+from pipelines.assets.params import ingest_params, preprocess_params
 from pipelines.definitions import build_resources
 
 pytestmark = pytest.mark.slow
@@ -25,7 +27,7 @@ def consumer() -> None:
     """Stands in for training: anything downstream of the processed data."""
 
 
-ASSETS = [raw_images, processed_dataset, consumer]
+ASSETS = [ingest_params, preprocess_params, raw_images, processed_dataset, consumer]
 PROCESSED, CONSUMER = dg.AssetKey("processed_dataset"), dg.AssetKey("consumer")
 
 
@@ -59,16 +61,22 @@ def test_versions_noop_param_change_staleness_and_failed_ingest(tmp_path: Path) 
     assert status(CONSUMER) == StaleStatus.FRESH
 
     # 2. Nothing changed: DVC skips, the asset says so, same version, the consumer stays fresh.
-    second = _materialize(ws, instance, [raw_images, processed_dataset])
+    second = _materialize(ws, instance, [ingest_params, preprocess_params, raw_images, processed_dataset])
     assert second.success
     meta = _meta(second, "processed_dataset")
     assert meta["status"] == "up to date (DVC skipped the stage)" and meta["up_to_date"] is True
     assert version(PROCESSED) == v1
     assert status(CONSUMER) == StaleStatus.FRESH
 
-    # 3. A preprocessing param changed: a new version, and what consumed the old one is stale.
+    # 3. A preprocessing param changed. Once observed (every run, the daemon every minute, or the UI),
+    # Dagster sees it before anything re-runs: processed_dataset is stale, as `dvc status` would say.
     set_params(ws, preprocess={"resolution": 12})
-    third = _materialize(ws, instance, [raw_images, processed_dataset])
+    assert status(PROCESSED) == StaleStatus.FRESH  # not observed yet
+    resources = build_resources(ws, str(ws.parent / "store"))
+    assert observe([preprocess_params], resources=resources, instance=instance).success
+    assert status(PROCESSED) == StaleStatus.STALE
+    assert status(dg.AssetKey("raw_images")) == StaleStatus.FRESH  # the ingest section did not change
+    third = _materialize(ws, instance, [ingest_params, preprocess_params, raw_images, processed_dataset])
     assert third.success and _meta(third, "processed_dataset")["status"] == "preprocessed"
     v3 = version(PROCESSED)
     assert v3 != v1 and v3 == dvc.stage_output_hash(ws, "preprocess")
