@@ -27,8 +27,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
+# Overrides use the train CLI's syntax: make run CONFIG=sngan SET="train.steps=3000 eval.fid_max=40"
+CONFIG ?= default
+SET ?=
 run: setup
-	$(BIN)/dagster job execute -m pipelines.definitions -j retrain
+	$(BIN)/python -m pipelines.run_config --config $(CONFIG) $(SET) > $(DAGSTER_HOME)/run_config.yaml
+	$(BIN)/dagster job execute -m pipelines.definitions -j retrain -c $(DAGSTER_HOME)/run_config.yaml
 	$(BIN)/python -m pipelines.summary
 
 test: setup
@@ -39,7 +43,8 @@ lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 ui: setup
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000  # location gan_workflow, from pyproject's [tool.dagster]
+	# dagster dev (location gan_workflow, from pyproject's [tool.dagster]) + the image server on 127.0.0.1:3001
+	$(BIN)/python -m pipelines.ui --port 3000 --artifact-port 3001
 
 bench: setup
 	$(BIN)/python -m bench

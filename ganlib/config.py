@@ -247,3 +247,18 @@ def load_config(
     path = config_path(name_or_path)
     data = yaml.safe_load(path.read_text()) or {}
     return parse_config(data, overrides, source=str(path), overrides_source=overrides_source)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.steps=500", "loss.kind=hinge"]`` -> ``{"train": {"steps": 500}, "loss": {"kind": "hinge"}}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"an override is KEY=VALUE (e.g. train.steps=500), got {item!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return out

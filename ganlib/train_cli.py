@@ -18,24 +18,6 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
-
-import yaml
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["train.steps=500", "loss.kind=hinge"]`` -> ``{"train": {"steps": 500}, "loss": {"kind": "hinge"}}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE (e.g. train.steps=500), got {item!r}")
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from .config import ConfigError, load_config
+    from .config import ConfigError, load_config, parse_overrides
     from .data.shards import load_split
     from .training import NonFiniteLossError, train
 

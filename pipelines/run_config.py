@@ -80,3 +80,52 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def run_config_for(name: str, assignments: list[str]) -> dict[str, Any]:
+    """The Dagster run config for ``configs/<name>.yaml`` with ``KEY=VALUE`` overrides (the train CLI's
+    ``--set`` syntax), validated by ganlib first so a bad value is named before anything launches."""
+    from ganlib.config import load_config, parse_overrides
+
+    overrides = parse_overrides(assignments)
+    load_config(name, overrides, overrides_source="the overrides given")
+    sections = {
+        section: {key: _as_dagster(section, key, value) for key, value in values.items()}
+        for section, values in overrides.items()
+    }
+    return {"resources": {"gan_config": {"config": {"name": name, **sections}}}}
+
+
+def _as_dagster(section: str, key: str, value: Any) -> Any:
+    """Booleans of an enumerated field (``bool | "auto"``) are spelled as the enum's strings."""
+    annotation = SECTION_CONFIGS[section].model_fields[key].annotation
+    enums = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, enum.Enum)]
+    if enums and isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipelines.run_config [--config NAME] train.steps=3000 ...``: print the run config (YAML)
+    for ``dagster job execute -c``; ``make run SET="train.steps=3000"`` uses it."""
+    import argparse
+    import sys
+
+    import yaml
+
+    from ganlib.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.run_config", description=main.__doc__)
+    parser.add_argument("--config", default="default", help="a name under configs/")
+    parser.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        print(yaml.safe_dump(run_config_for(args.config, args.assignments), sort_keys=False), end="")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

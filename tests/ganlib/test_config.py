@@ -107,7 +107,9 @@ def test_hostile_values_are_rejected_naming_key_and_reason(
     path.write_text(yaml_text)
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    line = next(ln for ln in str(err.value).splitlines() if ln.strip().startswith(f"- {where}:"))
+    message = str(err.value)
+    assert "\n" not in message  # one line for the user
+    line = next(p for p in message.split(": ", 1)[1].split("; ") if p.startswith(f"{where}:"))
     assert why in line, str(err.value)
 
 

@@ -65,3 +65,23 @@ def test_launchpad_schema_mirrors_ganlib_sections():
             continue
         shape = fields[section].config_type.fields
         assert set(shape) == set(info.annotation.model_fields), section
+
+
+def test_one_override_syntax_for_the_cli_and_dagster():
+    """`make run SET="train.steps=30 model.conditional=auto"` and the train CLI's --set give the same
+    overrides; the run config they become is accepted by the resource and loads to the same GAN config."""
+    from ganlib.config import parse_overrides
+    from pipelines.resources import GanConfigResource
+    from pipelines.run_config import main, run_config_for
+
+    assignments = [
+        "train.steps=30",
+        "eval.fid_max=40",
+        "model.d_spectral_norm=true",
+        "train.diffaugment=[color]",
+    ]
+    run_config = run_config_for("default", assignments)
+    resource = GanConfigResource(**run_config["resources"]["gan_config"]["config"])
+    assert resource.overrides() == parse_overrides(assignments)
+    assert resource.load() == load_config("default", parse_overrides(assignments))
+    assert main(["train.stpes=3"]) == 2
