@@ -72,3 +72,37 @@ def save_loss_plot(history: dict[str, list[float]], path: str | Path, title: str
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def save_score_history(
+    runs: list[dict[str, float]], path: str | Path, label: str = "FID", title: str = "FID over evaluations"
+) -> Path:
+    """One point per evaluation (oldest first) with its 95% interval, and the real floor as a line.
+
+    ``runs``: dicts with ``value``, ``low``, ``high`` and optionally ``floor``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    x = np.arange(1, len(runs) + 1)
+    values = np.array([r["value"] for r in runs], dtype=float)
+    low = values - np.array([r.get("low", r["value"]) for r in runs], dtype=float)
+    high = np.array([r.get("high", r["value"]) for r in runs], dtype=float) - values
+    ax.errorbar(x, values, yerr=[low, high], fmt="o-", capsize=3, label=f"{label} (95% interval)")
+    floors = [r.get("floor") for r in runs]
+    if any(f is not None for f in floors):
+        ax.plot(x, [np.nan if f is None else f for f in floors], "--", color="gray", label="real floor")
+    ax.set_xlabel("evaluation (oldest to newest)")
+    ax.set_xticks(x)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

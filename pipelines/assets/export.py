@@ -5,6 +5,7 @@ this asset alone, which runs no upstream checks), it ships only a checkpoint who
 that checkpoint under the config in force.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -117,7 +118,13 @@ def onnx_generator(
     score = generator_evaluation.score
     fid_after = pruned_generator.fid_after
     created = datetime.now(UTC)
-    version = f"v{created:%Y%m%d-%H%M%S}-{cfg.training_digest()[:8]}"
+    # The version names what is published (these judged artifacts, exported under these settings), not when:
+    # a retried or re-run export of the same artifacts publishes the same version, which the store's
+    # idempotent publish completes instead of adding a second copy.
+    publish_id = hashlib.sha256(
+        f"{pruned_generator.identity()}|{generator_evaluation.identity()}|{cfg.export_digest()}".encode()
+    ).hexdigest()
+    version = f"v-{publish_id[:16]}"
     out_dir = Path(pruned_generator.checkpoint).parent / "onnx"
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "generator.onnx"

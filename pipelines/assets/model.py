@@ -232,6 +232,25 @@ def _require_reference_for(
     require_file(stage, reference.stats_path, reference.stats_sha256, "fid_reference")
 
 
+def _past_scores(context: dg.AssetExecutionContext, label: str, limit: int = 19) -> list[dict[str, float]]:
+    """Earlier evaluations' FID, interval and floor under the same label (backbone and n), oldest first, from
+    Dagster's event log: the history the UI's own plot needs a click to show."""
+    records = context.instance.fetch_materializations(context.asset_key, limit=limit).records
+    runs = []
+    for record in reversed(records):
+        meta = record.asset_materialization.metadata if record.asset_materialization else {}
+        if label in meta and "fid_ci95_low" in meta:
+            runs.append(
+                {
+                    "value": meta[label].value,
+                    "low": meta["fid_ci95_low"].value,
+                    "high": meta["fid_ci95_high"].value,
+                    "floor": meta["floor"].value if "floor" in meta else None,
+                }
+            )
+    return runs
+
+
 @dg.asset(
     group_name="evaluation",
     code_version=code_version(*EVALUATION),
@@ -254,7 +273,7 @@ def generator_evaluation(
     from ganlib.evaluation import load_backbone, score_generator, score_onnx_generator, score_real_floor
     from ganlib.latent import save_interpolation_strip
     from ganlib.models import load_generator
-    from ganlib.viz import save_grid
+    from ganlib.viz import save_grid, save_score_history
 
     stage = "generator_evaluation"
     cfg = _judging_config(trained_generator, gan_config)
@@ -307,6 +326,20 @@ def generator_evaluation(
     # Smooth paths between latents are a quick visual check against memorisation (Radford et al.).
     strip_path = save_interpolation_strip(generator, out_dir / "evaluation-interpolation.png", seed=1)
     label = score["label"]
+    history_path = save_score_history(
+        [
+            *_past_scores(context, label),
+            {
+                "value": score["fid"],
+                "low": score["fid_ci"][0],
+                "high": score["fid_ci"][1],
+                "floor": floor["fid"],
+            },
+        ],
+        out_dir / "fid-history.png",
+        label=label,
+        title=f"{label} over evaluations",
+    )
     return dg.Output(
         evaluation,
         data_version=dg.DataVersion(evaluation.identity()[:16]),
@@ -329,6 +362,7 @@ def generator_evaluation(
             "checkpoint_sha256": trained_generator.checkpoint_sha256,
             "evaluation_digest": cfg.evaluation_digest(),
             "protocol": dg.MetadataValue.json(score["protocol"]),
+            "fid_history": image(history_path, "FID over evaluations", workspace.outputs()),
             "samples": image(grid_path, "evaluation samples", workspace.outputs()),
             "interpolation": image(
                 strip_path, "spherical interpolation between latents, one per row", workspace.outputs()
