@@ -69,7 +69,7 @@ def run(rounds: int = 40) -> list[dict]:
         variants = {
             "exporter graph": OnnxGenerator(plain, device="cpu"),
             "1 thread": OnnxGenerator(path, device="cpu", threads=1),
-            "sleeping threads (spin=False)": OnnxGenerator(path, device="cpu", spin=False),
+            "spinning threads (spin=True)": OnnxGenerator(path, device="cpu", spin=True),
         }
         for batch in (1, 64):
             z = torch.randn(batch, 64)

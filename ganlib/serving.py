@@ -193,12 +193,13 @@ class OnnxGenerator:
     Session settings (measured in ``bench/bench_inference.py``): sequential execution (the graph is a chain;
     the parallel executor costs ~10x at batch 1), all graph optimizations (the blocked NCHWc Conv kernels
     the export is shaped for), and ``threads`` intra-op threads (default ``$GAN_ORT_THREADS``, else ONNX
-    Runtime's choice: one per physical core). ``spin``: idle pool threads busy-wait for the next op (ONNX
-    Runtime's default, ~25% faster here); ``spin=False`` lets them sleep, leaving the CPU to other threads.
+    Runtime's choice: one per physical core). ``spin=False`` (our default; ONNX Runtime's is to spin): idle
+    pool threads sleep instead of busy-waiting, which leaves the CPU to a service's request threads and to
+    other processes; the consumer service ran 1.4x faster this way under load (bench/RESULTS.md).
     """
 
     @staticmethod
-    def session_options(threads: int | None = None, spin: bool = True) -> ort.SessionOptions:
+    def session_options(threads: int | None = None, spin: bool = False) -> ort.SessionOptions:
         """The ONNX Runtime settings ``OnnxGenerator`` uses (see its docstring); 0 threads = ONNX Runtime's
         default."""
         if threads is None:
@@ -224,7 +225,7 @@ class OnnxGenerator:
         batch_size: int = 64,
         num_classes: int | None = None,
         threads: int | None = None,
-        spin: bool = True,
+        spin: bool = False,
     ) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
@@ -308,9 +309,16 @@ class OnnxGenerator:
         self, n: int, seed: int = 0, class_id: int | np.ndarray | list[int] | None = None
     ) -> np.ndarray:
         """``n`` images as uint8 [N, H, W, C]; conditional models get balanced classes unless told."""
+        return to_uint8(self.run(*self.inputs(n, seed, class_id)))
+
+    def inputs(
+        self, n: int, seed: int = 0, class_id: int | np.ndarray | list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The (checked) latents and class ids ``generate(n, seed, class_id)`` runs: a batcher can join
+        several requests' inputs into one ``run`` and still give each request exactly its own images."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        return to_uint8(self.run(self.latents(n, seed), class_id))
+        return self.latents(n, seed), self._class_ids(n, class_id)
 
     def interpolate(
         self,
