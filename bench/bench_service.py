@@ -27,17 +27,12 @@ MODES = {"unbatched": ["--no-batching"], "batched": []}
 
 
 def _publish(root: Path) -> str:
-    import torch
-
+    from bench.bench_inference import META, bench_generator
     from ganlib.export import export_onnx
-    from ganlib.models import ModelSpec, build_generator
     from ganlib.store import open_store, publish
 
-    torch.manual_seed(0)
-    g = build_generator(ModelSpec("dcgan", 32, 1, 64, 10, 32, 32)).eval()
-    meta = {k: "-" for k in ("config_hash", "data_hash", "fid", "fid_backbone")}
-    info = export_onnx(g, root / "g.onnx", metadata={**meta, "model_name": "bench", "model_version": "v1"})
-    publish(open_store(root / "store"), "bench", "v1", info.path, info.manifest_fields())
+    info = export_onnx(bench_generator(), root / "g.onnx", metadata=META)
+    publish(open_store(root / "store"), META["model_name"], "v1", info.path, info.manifest_fields())
     return str(root / "store")
 
 
