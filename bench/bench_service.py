@@ -102,6 +102,29 @@ def _phase(port: int, clients: int, per_client: int, n: int, limit_s: float, see
     return {"latencies": latencies, "wall": wall}
 
 
+def _request_costs(path: Path, n: int, clients: int) -> str:
+    """Where a request's time goes, measured in this process: the part batching can shrink (inference
+    alone vs a share of one run for all clients) and the part it cannot (grid + PNG, per request)."""
+    from bench.bench_inference import interleaved_medians
+    from ganlib.serving import OnnxGenerator, make_grid, to_png
+
+    gen = OnnxGenerator(path, device="cpu", batch_size=n * clients)
+    alone, shared = gen.inputs(n, seed=0), gen.inputs(n * clients, seed=0)
+    images = gen.generate(n, seed=0)
+    t = interleaved_medians(
+        {
+            "alone": lambda: gen.run(*alone),
+            "shared": lambda: gen.run(*shared),
+            "png": lambda: to_png(make_grid(images)),
+        },
+        rounds=30,
+    )
+    return (
+        f"in-process per request: inference alone {t['alone'] * 1e3:.2f} ms, as 1/{clients} of a batch "
+        f"{t['shared'] / clients * 1e3:.2f} ms; grid + PNG {t['png'] * 1e3:.2f} ms"
+    )
+
+
 def run(
     clients: tuple[int, ...] = (1, 32), requests: int = 320, n: int = 1, limit_s: float = 60.0
 ) -> list[dict]:
@@ -145,7 +168,8 @@ def run(
                         "ratio": b["rps"] / u["rps"],
                         "target": target,
                         "note": f"p99 ratio {b['p99'] / u['p99']:.2f}, p50 ratio {b['p50'] / u['p50']:.2f}; "
-                        f"{b['count']}+{u['count']} requests on 127.0.0.1",
+                        f"{b['count']}+{u['count']} requests on 127.0.0.1"
+                        + (f"; {_request_costs(root / 'g.onnx', n, c)}" if c > 1 else ""),
                     }
                 )
         finally:
