@@ -105,13 +105,13 @@ def _phase(port: int, clients: int, per_client: int, n: int, limit_s: float, see
 def _request_costs(path: Path, n: int, clients: int) -> str:
     """Where a request's time goes, measured in this process: the part batching can shrink (inference
     alone vs a share of one run for all clients) and the part it cannot (grid + PNG, per request)."""
-    from bench.bench_inference import interleaved_medians
+    from bench.bench_inference import interleaved_best
     from ganlib.serving import OnnxGenerator, make_grid, to_png
 
     gen = OnnxGenerator(path, device="cpu", batch_size=n * clients)
     alone, shared = gen.inputs(n, seed=0), gen.inputs(n * clients, seed=0)
     images = gen.generate(n, seed=0)
-    t = interleaved_medians(
+    t = interleaved_best(
         {
             "alone": lambda: gen.run(*alone),
             "shared": lambda: gen.run(*shared),

@@ -190,20 +190,22 @@ class OnnxGenerator:
     onnxruntime-gpu, CUDA/cuDNN libraries, or a GPU) raises ``ProviderError`` instead of quietly using the
     CPU. ``provider`` is what the session really runs on, read back from ONNX Runtime.
 
-    Session settings (measured in ``bench/bench_inference.py``): sequential execution (the graph is a chain;
-    the parallel executor costs ~10x at batch 1), all graph optimizations (the blocked NCHWc Conv kernels
-    the export is shaped for), and ``threads`` intra-op threads (default ``$GAN_ORT_THREADS``, else ONNX
-    Runtime's choice: one per physical core). ``spin=False`` (our default; ONNX Runtime's is to spin): idle
-    pool threads sleep instead of busy-waiting, which leaves the CPU to a service's request threads and to
-    other processes; the consumer service ran 1.4x faster this way under load (bench/RESULTS.md).
+    Session settings (measured by ``python -m bench --only inference`` on a 2-core machine shared with other
+    work): sequential execution (the graph is a chain), all graph optimizations (the blocked NCHWc Conv
+    kernels the export is shaped for), and ``threads`` intra-op threads: ``$GAN_ORT_THREADS``, else 1. One
+    thread was within ~15% of ONNX Runtime's default (one per core) at batch 1 and 64 there; a service gets
+    its parallelism from concurrent requests (and ``ganlib.batching``), and a container's CPU quota may be
+    far below the host's core count that ONNX Runtime would size its pool by. For large batches on cores of
+    your own, pass ``threads=0`` (one per core). With more than one thread, ``spin=False`` (the default; ONNX
+    Runtime's is to spin) lets idle pool threads sleep instead of busy-waiting on cores others need: 20-40%
+    faster at batch 64 on the shared machine, slower at batch 1.
     """
 
     @staticmethod
     def session_options(threads: int | None = None, spin: bool = False) -> ort.SessionOptions:
-        """The ONNX Runtime settings ``OnnxGenerator`` uses (see its docstring); 0 threads = ONNX Runtime's
-        default."""
+        """The ONNX Runtime settings ``OnnxGenerator`` uses (see its docstring); 0 threads = one per core."""
         if threads is None:
-            env = os.environ.get("GAN_ORT_THREADS") or "0"
+            env = os.environ.get("GAN_ORT_THREADS") or "1"
             if not env.isdigit():
                 raise ValueError(f"GAN_ORT_THREADS must be a whole number of threads, got {env!r}")
             threads = int(env)
