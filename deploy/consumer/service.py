@@ -72,7 +72,10 @@ def create_server(
     """Pull (and verify) the model, load it, bind the socket. Call ``serve_forever()`` to serve.
     ``batch_window_ms=None`` serves each request on its own (no batching)."""
     pulled = pull(uri, model, version, cache_dir=cache_dir)
-    generator = OnnxGenerator(pulled.path, device=device)  # type: ignore[arg-type]
+    # Batched, one thread runs the joined requests, so ONNX Runtime gets a thread per core; unbatched,
+    # concurrent requests already spread over the cores (OnnxGenerator's default: 1). GAN_ORT_THREADS wins.
+    threads = 0 if batch_window_ms is not None and not os.environ.get("GAN_ORT_THREADS") else None
+    generator = OnnxGenerator(pulled.path, device=device, threads=threads)  # type: ignore[arg-type]
     batcher = None if batch_window_ms is None else BatchingGenerator(generator, batch_window_ms)
     return GeneratorServer((host, port), pulled, generator, model, batcher)
 
