@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -20,14 +21,19 @@ JOIN_S = 120  # every thread in these tests must finish well within this
 
 
 class _CountingGenerator(OnnxGenerator):
-    """Records the batch size of every run, to see that requests were joined."""
+    """Records the batch size of every run, to see that requests were joined. The first run takes
+    ``first_delay_s`` longer, so requests released together find the session busy and queue up, however
+    the threads happen to be scheduled (a lone request would run at once, unjoined)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, first_delay_s: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.runs: list[int] = []
+        self.first_delay_s = first_delay_s
 
     def run(self, z, class_id=None):
         self.runs.append(len(z))
+        if len(self.runs) == 1:
+            time.sleep(self.first_delay_s)
         return super().run(z, class_id)
 
 
@@ -59,7 +65,7 @@ def _in_threads(fn, args_list: list[tuple]) -> list:
 def test_each_caller_gets_exactly_its_own_images(onnx_models, name):
     path = onnx_models[name].path
     reference = OnnxGenerator(path, device="cpu")
-    gen = _CountingGenerator(path, device="cpu")
+    gen = _CountingGenerator(path, device="cpu", first_delay_s=1.0)
     batcher = BatchingGenerator(gen, window_ms=50.0, max_images=64, direct_from=8)
     conditional = name == "cond"
     # Different sizes, seeds and classes, so a mix-up between requests cannot go unnoticed.
