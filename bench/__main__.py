@@ -62,6 +62,14 @@ def _inference() -> list[Row]:
     return run()
 
 
+def _service() -> list[Row]:
+    from bench.bench_service import run
+
+    # n=1: where batching can pay (ONNX Runtime's per-image cost at batch 1 is ~3x that at 8+);
+    # n=16: such requests skip the queue (ganlib.batching), so batched should equal unbatched.
+    return run(n=1) + run(clients=(32,), n=16)
+
+
 def _dissect() -> list[Row]:
     from bench.bench_dissect import run
 
@@ -95,6 +103,7 @@ BENCHES: dict[str, Callable[[], list[Row]]] = {
     "train": _train,
     "data": _data,
     "inference": _inference,
+    "service": _service,
     "dissect": _dissect,
     "pipeline": _pipeline,
     "gpu": _gpu,

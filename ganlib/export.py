@@ -6,9 +6,14 @@ mode (BatchNorm uses its running statistics, so one image does not depend on the
 
 Exporter choice: the torch.export-based ("dynamo") exporter, the default since torch 2.9. Both exporters
 produce a correct single-file graph with a dynamic batch axis for our generators (parity ~1e-10), but the
-TorchScript one is deprecated and slated for removal, and dynamo's graph optimiser folds eval-mode
-BatchNorm into the convolutions. It costs a few seconds more per export. ``exporter="torchscript"``
-stays available as an escape hatch for a model the dynamo exporter cannot trace.
+TorchScript one is deprecated and slated for removal. It costs a few seconds more per export.
+``exporter="torchscript"`` stays available as an escape hatch for a model the dynamo exporter cannot trace.
+
+After the exporter (constant folding included), ``ganlib.onnx_graph`` rewrites the graph for inference:
+BatchNorm folded into the convolutions, ConvTranspose in the forms ONNX Runtime runs fastest, and no debug
+info. These are portable ONNX rewrites; ONNX Runtime's own optimizations (level ALL: fused and blocked-layout
+kernels) are specific to the machine and provider, so they are applied when a session opens the file, not
+saved into it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from torch import nn
 
 from .models.base import Generator
+from .onnx_graph import optimize_for_inference, strip_debug_info
 
 # Metadata every exported model must carry (written as ONNX metadata_props, read by services and humans).
 REQUIRED_METADATA = ("model_name", "model_version", "config_hash", "data_hash", "fid", "fid_backbone")
@@ -47,6 +53,7 @@ class ExportInfo:
     outputs: list[dict[str, Any]]
     metadata: dict[str, str]
     size: int
+    rewrites: dict[str, int] = field(default_factory=dict)  # see ganlib.onnx_graph.optimize_for_inference
 
     def manifest_fields(self) -> dict[str, Any]:
         """The part of a store manifest that describes the graph (see ``ganlib.store``)."""
@@ -108,12 +115,16 @@ def export_onnx(
     opset: int = 18,
     metadata: dict[str, str],
     exporter: Literal["dynamo", "torchscript"] = "dynamo",
+    optimize: bool = True,
 ) -> ExportInfo:
     """Write ``generator`` to ``path`` as one ONNX file (weights inside) and check it.
 
     ``metadata`` needs the keys in ``REQUIRED_METADATA`` (values are stored as strings); extra keys are
     kept. ``z_dim``, ``num_classes``, ``resolution``, ``channels``, ``model_spec`` and ``exporter`` are
-    added from the generator.
+    added from the generator. ``optimize`` applies ``ganlib.onnx_graph.optimize_for_inference`` (BatchNorm
+    folded, ConvTranspose rewritten for ONNX Runtime); False keeps the exporter's graph (for comparison).
+    Debug info (stack traces, source paths) is stripped either way: the same weights and metadata give
+    byte-identical files.
     """
     missing = [k for k in REQUIRED_METADATA if k not in metadata]
     if missing:
@@ -169,6 +180,11 @@ def export_onnx(
             raise ValueError(f"unknown exporter {exporter!r}: use 'dynamo' or 'torchscript'")
 
     model = onnx.load(str(path))
+    if optimize:
+        rewrites = optimize_for_inference(model)
+    else:
+        strip_debug_info(model)  # reproducible bytes either way
+        rewrites = {}
     del model.metadata_props[:]
     for k, v in sorted(props.items()):
         model.metadata_props.add(key=k, value=v)
@@ -184,6 +200,7 @@ def export_onnx(
         outputs=outputs,
         metadata=props,
         size=path.stat().st_size,
+        rewrites=rewrites,
     )
 
 

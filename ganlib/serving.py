@@ -200,7 +200,34 @@ class OnnxGenerator:
     With ``device="cuda"`` or ``require_gpu=True`` a session that did not really get CUDA (missing
     onnxruntime-gpu, CUDA/cuDNN libraries, or a GPU) raises ``ProviderError`` instead of quietly using the
     CPU. ``provider`` is what the session really runs on, read back from ONNX Runtime.
+
+    Session settings (measured by ``python -m bench --only inference`` on a 2-core machine shared with other
+    work): sequential execution (the graph is a chain), all graph optimizations (the blocked NCHWc Conv
+    kernels the export is shaped for), and ``threads`` intra-op threads: ``$GAN_ORT_THREADS``, else 1. One
+    thread was within ~15% of ONNX Runtime's default (one per core) at batch 1 and 64 there; a service gets
+    its parallelism from concurrent requests (and ``ganlib.batching``), and a container's CPU quota may be
+    far below the host's core count that ONNX Runtime would size its pool by. For large batches on cores of
+    your own, pass ``threads=0`` (one per core). With more than one thread, ``spin=False`` (the default; ONNX
+    Runtime's is to spin) lets idle pool threads sleep instead of busy-waiting on cores others need: 20-40%
+    faster at batch 64 on the shared machine, slower at batch 1.
     """
+
+    @staticmethod
+    def session_options(threads: int | None = None, spin: bool = False) -> ort.SessionOptions:
+        """The ONNX Runtime settings ``OnnxGenerator`` uses (see its docstring); 0 threads = one per core."""
+        if threads is None:
+            env = os.environ.get("GAN_ORT_THREADS") or "1"
+            if not env.isdigit():
+                raise ValueError(f"GAN_ORT_THREADS must be a whole number of threads, got {env!r}")
+            threads = int(env)
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = one per physical core), got {threads}")
+        opts = ort.SessionOptions()
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        return opts
 
     def __init__(
         self,
@@ -210,6 +237,8 @@ class OnnxGenerator:
         require_gpu: bool = False,
         batch_size: int = 64,
         num_classes: int | None = None,
+        threads: int | None = None,
+        spin: bool = False,
     ) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
@@ -229,7 +258,9 @@ class OnnxGenerator:
                 "install onnxruntime-gpu matching the CUDA version"
             )
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), providers=providers)
+        self.session = ort.InferenceSession(
+            str(self.path), self.session_options(threads, spin), providers=providers
+        )
         # ONNX Runtime falls back to CPU (with a log line) when CUDA fails to initialise: check what it did.
         self.providers: list[str] = self.session.get_providers()
         self.provider: str = self.providers[0]
@@ -291,9 +322,16 @@ class OnnxGenerator:
         self, n: int, seed: int = 0, class_id: int | np.ndarray | list[int] | None = None
     ) -> np.ndarray:
         """``n`` images as uint8 [N, H, W, C]; conditional models get balanced classes unless told."""
+        return to_uint8(self.run(*self.inputs(n, seed, class_id)))
+
+    def inputs(
+        self, n: int, seed: int = 0, class_id: int | np.ndarray | list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The (checked) latents and class ids ``generate(n, seed, class_id)`` runs: a batcher can join
+        several requests' inputs into one ``run`` and still give each request exactly its own images."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        return to_uint8(self.run(self.latents(n, seed), class_id))
+        return self.latents(n, seed), self._class_ids(n, class_id)
 
     def interpolate(
         self,

@@ -8,6 +8,10 @@ Standard library HTTP server + ``ganlib.serving`` only (numpy, onnxruntime, boto
 Endpoints: ``GET /generate?n=16&seed=0[&class_id=K][&nrow=4]`` -> image/png;
 ``GET /healthz`` -> JSON (model, version, sha256, provider). The model is pulled once at start; restart
 (or roll the deployment) to pick up a new ``latest``.
+
+Concurrent requests are batched (``ganlib.batching``): one ONNX Runtime run serves every request that
+arrives within ``--batch-window-ms`` (env ``GAN_BATCH_WINDOW_MS``, default 2); ``--no-batching`` runs each
+request on its own. Measured by ``python -m bench --only service``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from ganlib.batching import BatchingGenerator
 from ganlib.serving import (
     OnnxGenerator,
     ProviderError,
@@ -32,16 +37,29 @@ from ganlib.serving import (
 )
 
 MAX_N = 256
+DEFAULT_BATCH_WINDOW_MS = 2.0
 
 
 class GeneratorServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog; the default 5 drops concurrent connects (1 s SYN retries)
 
     def __init__(
-        self, address: tuple[str, int], pulled: PulledModel, generator: OnnxGenerator, model: str
+        self,
+        address: tuple[str, int],
+        pulled: PulledModel,
+        generator: OnnxGenerator,
+        model: str,
+        batcher: BatchingGenerator | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.pulled, self.generator, self.model = pulled, generator, model
+        self.batcher = batcher  # None: every request runs on its own
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.batcher is not None:
+            self.batcher.close()
 
     @property
     def url(self) -> str:
@@ -58,15 +76,23 @@ def create_server(
     port: int = 8080,
     device: str = "auto",
     cache_dir: str | None = None,
+    batch_window_ms: float | None = DEFAULT_BATCH_WINDOW_MS,
 ) -> GeneratorServer:
-    """Pull (and verify) the model, load it, bind the socket. Call ``serve_forever()`` to serve."""
+    """Pull (and verify) the model, load it, bind the socket. Call ``serve_forever()`` to serve.
+    ``batch_window_ms=None`` serves each request on its own (no batching)."""
     pulled = pull(uri, model, version, cache_dir=cache_dir)
-    generator = OnnxGenerator(pulled.path, device=device)  # type: ignore[arg-type]
-    return GeneratorServer((host, port), pulled, generator, model)
+    # Batched, one thread runs the joined requests, so ONNX Runtime gets a thread per core; unbatched,
+    # concurrent requests already spread over the cores (OnnxGenerator's default: 1). GAN_ORT_THREADS wins.
+    threads = 0 if batch_window_ms is not None and not os.environ.get("GAN_ORT_THREADS") else None
+    generator = OnnxGenerator(pulled.path, device=device, threads=threads)  # type: ignore[arg-type]
+    batcher = None if batch_window_ms is None else BatchingGenerator(generator, batch_window_ms)
+    return GeneratorServer((host, port), pulled, generator, model, batcher)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: GeneratorServer
+    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: object) -> None:  # one quiet line per request
         if os.environ.get("GAN_SERVICE_ACCESS_LOG"):
@@ -92,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "sha256": s.pulled.sha256,
                 "provider": s.generator.provider,
                 "num_classes": s.generator.num_classes,
+                "batch_window_ms": s.batcher.window_ms if s.batcher else None,
             }
             self._send(HTTPStatus.OK, json.dumps(info).encode(), "application/json")
         elif url.path == "/generate":
@@ -107,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
             nrow = int(query["nrow"][0]) if "nrow" in query else None
             if not 1 <= n <= MAX_N:
                 raise ValueError(f"n must be in [1, {MAX_N}]")
-            images = self.server.generator.generate(n, seed=seed, class_id=class_id)
+            images = (self.server.batcher or self.server.generator).generate(n, seed=seed, class_id=class_id)
         except ValueError as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
             return
@@ -130,12 +157,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     p.add_argument("--device", default=os.environ.get("GAN_DEVICE", "auto"), choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch-window-ms", type=float, help="env GAN_BATCH_WINDOW_MS (default 2)")
+    p.add_argument("--no-batching", action="store_true", help="run each request on its own")
     args = p.parse_args(argv)
+    if args.batch_window_ms is None:
+        window = os.environ.get("GAN_BATCH_WINDOW_MS", str(DEFAULT_BATCH_WINDOW_MS))
+        try:
+            args.batch_window_ms = float(window)
+        except ValueError:
+            p.error(f"GAN_BATCH_WINDOW_MS must be a number of milliseconds, got {window!r}")
+    if args.batch_window_ms < 0:
+        p.error(f"the batch window must be >= 0 ms, got {args.batch_window_ms}")
     if not args.uri or not args.model:
         p.error("--uri and --model (or GAN_STORE_URI and GAN_MODEL) are required")
     try:
         server = create_server(
-            args.uri, args.model, version=args.version, host=args.host, port=args.port, device=args.device
+            args.uri,
+            args.model,
+            version=args.version,
+            host=args.host,
+            port=args.port,
+            device=args.device,
+            batch_window_ms=None if args.no_batching else args.batch_window_ms,
         )
     except (StoreError, ProviderError, ValueError, OSError) as exc:  # one line, no traceback
         print(f"service: cannot serve {args.model!r} from {args.uri}: {exc}", file=sys.stderr)
