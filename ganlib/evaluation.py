@@ -12,6 +12,7 @@ import torch
 
 from .config import EvalConfig
 from .data.shards import load_split
+from .data.versions import short_key
 from .metrics import FeatureBackbone, FeatureStats, evaluate_samples, get_backbone, load_domain_backbone
 from .metrics.backbones.domain import cache_path
 from .models import Generator
@@ -26,10 +27,6 @@ class Reference:
     warnings: list[str] = field(default_factory=list)
 
 
-def _data_key(data_hash: str) -> str:
-    return data_hash.split(".")[0][:8]
-
-
 def build_backbone(
     cfg: EvalConfig, processed_dir: str | Path, data_hash: str, cache_dir: Path, device: str
 ) -> FeatureBackbone:
@@ -41,7 +38,7 @@ def build_backbone(
         allow_download=cfg.allow_download,
         train_images=None if train is None else np.asarray(train.images),
         train_labels=None if train is None else train.labels,
-        data_hash=_data_key(data_hash),
+        data_hash=short_key(data_hash),
         cache_dir=cache_dir,
         device=device,
     )

@@ -39,6 +39,7 @@ from .augment import diff_augment
 from .checkpoint import load_checkpoint, remove_stale_temps, rng_state, save_checkpoint, set_rng_state
 from .config import GANConfig
 from .data.shards import Split
+from .devices import select_device
 from .egan import evolve_generator
 from .losses import discriminator_loss, feature_matching_loss, generator_loss, gradient_penalty, r1_penalty
 from .models import ModelSpec, build_discriminator, build_generator
@@ -91,15 +92,6 @@ class TrainResult:
     # The live models at the end (this rank's copies), for notebooks and tests; the checkpoint has them too.
     generator: nn.Module | None = field(default=None, repr=False)
     generator_ema: nn.Module | None = field(default=None, repr=False)
-
-
-def select_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """CUDA when present (``auto``), else CPU; under torchrun each rank takes GPU ``LOCAL_RANK``."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device("cuda", local_rank) if requested == "cuda" else torch.device("cpu")
 
 
 def model_spec_for(cfg: GANConfig, data: Split) -> ModelSpec:

@@ -100,13 +100,12 @@ class ComputeResource(dg.ConfigurableResource):
     device: str = "auto"
 
     def torch_device(self) -> str:
-        import torch
+        from ganlib.devices import select_device
 
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise dg.Failure("compute.device is 'cuda' but no CUDA device is visible to this process")
-        return self.device
+        try:
+            return select_device(self.device).type
+        except (RuntimeError, ValueError) as exc:
+            raise dg.Failure(f"compute.device: {exc}", allow_retries=False) from None
 
 
 class ObjectStoreResource(dg.ConfigurableResource):

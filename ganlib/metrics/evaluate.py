@@ -243,10 +243,10 @@ def evaluate_samples(
         warnings.append("n_seeds=1 and no real features: no confidence interval for FID")
     report = ScoreReport(
         fid=fid,
-        fid_ci=None if half is None else (fid - half, fid + half),
+        fid_ci=None if half is None else (max(0.0, fid - half), fid + half),  # a distance is never negative
         fid_per_seed=fids,
         seeds=seeds,
-        fid_ci_fake_only=None if fake_half is None else (fid - fake_half, fid + fake_half),
+        fid_ci_fake_only=None if fake_half is None else (max(0.0, fid - fake_half), fid + fake_half),
         fid_se_real=real_sd,
     )
     if real_features_for_kid_pr is not None:

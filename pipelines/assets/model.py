@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from ganlib.config import GANConfig
+from ganlib.data.versions import short_key
 from ganlib.store import sha256_file
 from pipelines import gates
 from pipelines.code_versions import EVALUATION, PRUNING, REFERENCE, TRAINING, code_version
@@ -20,10 +21,6 @@ from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreR
 from pipelines.types import Evaluation, FidReference, ProcessedDataset, PrunedGenerator, TrainedGenerator
 
 OWNERS = ["team:ml-research"]
-
-
-def _short(data_hash: str) -> str:
-    return data_hash.split(".")[0][:8]
 
 
 def _judging_config(trained: TrainedGenerator, gan_config: GanConfigResource) -> GANConfig:
@@ -78,7 +75,7 @@ def fid_reference(
 
     cfg = gan_config.load()
     data_hash = processed_dataset.data_hash
-    out_dir = workspace.outputs("fid_reference", _short(data_hash))
+    out_dir = workspace.outputs("fid_reference", short_key(data_hash))
     backbone = build_backbone(
         cfg.eval, processed_dataset.path, data_hash, workspace.outputs("backbones"), compute.torch_device()
     )
@@ -142,15 +139,16 @@ def trained_generator(
 ) -> dg.Output[TrainedGenerator]:
     from ganlib.data.shards import load_split
     from ganlib.models import load_generator
+    from ganlib.samples import save_samples
     from ganlib.training import NonFiniteLossError, train
-    from ganlib.viz import save_grid, save_loss_plot
+    from ganlib.viz import save_loss_plot
 
     cfg = gan_config.load()
     if cfg.train.device == "auto" and compute.device != "auto":
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": compute.device})})
     data_hash = processed_dataset.data_hash
     training_digest = cfg.training_digest()
-    run_dir = workspace.outputs("train", f"{cfg.name}-{training_digest}-{_short(data_hash)}")
+    run_dir = workspace.outputs("train", f"{cfg.name}-{training_digest}-{short_key(data_hash)}")
     split = load_split(processed_dataset.path, "train")
 
     def on_log(step: int, values: dict[str, float]) -> None:
@@ -177,12 +175,7 @@ def trained_generator(
         context.log.info(f"checkpoint in {run_dir} already has {result.resumed_from} steps: nothing to train")
 
     generator = load_generator(result.checkpoint)
-    z, y = generator.sample_inputs(100, seed=0)
-    import torch
-
-    with torch.no_grad():
-        samples = generator(z, y).numpy()
-    grid_path = save_grid(samples, run_dir / "samples.png", nrow=10)
+    grid_path = save_samples(generator, run_dir / "samples.png", n=100, seed=0)
     plot_path = save_loss_plot(result.history, run_dir / "losses.png", title=f"{cfg.name}: losses")
     checkpoint_sha = sha256_file(result.checkpoint)[0]
     return dg.Output(
@@ -273,7 +266,8 @@ def generator_evaluation(
     from ganlib.evaluation import load_backbone, score_generator, score_onnx_generator, score_real_floor
     from ganlib.latent import save_interpolation_strip
     from ganlib.models import load_generator
-    from ganlib.viz import save_grid, save_score_history
+    from ganlib.samples import save_samples
+    from ganlib.viz import save_score_history
 
     stage = "generator_evaluation"
     cfg = _judging_config(trained_generator, gan_config)
@@ -318,11 +312,7 @@ def generator_evaluation(
         report_path=str(report_path),
     )
     report_path.write_text(json.dumps(evaluation.model_dump(mode="json"), indent=2))
-    import torch
-
-    z, y = generator.sample_inputs(100, seed=1)
-    with torch.no_grad():
-        grid_path = save_grid(generator(z, y).cpu().numpy(), out_dir / "evaluation-samples.png")
+    grid_path = save_samples(generator, out_dir / "evaluation-samples.png", n=100, seed=1)
     # Smooth paths between latents are a quick visual check against memorisation (Radford et al.).
     strip_path = save_interpolation_strip(generator, out_dir / "evaluation-interpolation.png", seed=1)
     label = score["label"]

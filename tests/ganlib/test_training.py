@@ -12,8 +12,9 @@ from ganlib_helpers import digits_split, tiny_config
 
 import ganlib.training as training
 from ganlib.data.shards import Split
+from ganlib.devices import select_device
 from ganlib.models import load_generator
-from ganlib.training import NonFiniteLossError, epoch_batches, rank_batches, select_device, train
+from ganlib.training import NonFiniteLossError, epoch_batches, rank_batches, train
 
 
 @pytest.fixture(scope="module")
