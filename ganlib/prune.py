@@ -13,8 +13,8 @@ conv input (a zero input channel contributes nothing), so:
 - SNGAN ``blocks.i`` (a block output): refused. It feeds the skip sum and the next block's BatchNorm, which
   turns a zero into a non-zero constant, so removing the channel is not the same function.
 
-The pruned widths are stored in ``spec.pruned_widths`` so ``ganlib.models.load_generator`` rebuilds the
-smaller model: it builds the family's full-width model and calls ``resize_to_spec`` before loading weights.
+The pruned widths are stored in ``spec.g_layer_widths``, which the family constructors honour, so
+``ganlib.models.load_generator`` builds the smaller model directly (models know nothing of pruning).
 """
 
 from __future__ import annotations
@@ -227,31 +227,18 @@ def prune_units(g: Generator, units: Units) -> Generator:
     """
     checked = {layer: site(g, layer) for layer in units}  # refuse before copying anything
     out = copy.deepcopy(g)
-    widths = dict(g.spec.pruned_widths or ())
+    layers = prunable_layers(g)  # one per block, in block order: the entries of spec.g_layer_widths
+    widths = [layer_width(g, layer) for layer in layers]
     for layer, s in checked.items():
         width = layer_width(out, layer)
         drop = set(_index(units[layer], width, layer).tolist())
         if len(drop) == width:
             raise PruneError(f"refusing to remove all {width} units of '{layer}'")
         _cut(out, s, torch.tensor([c for c in range(width) if c not in drop], dtype=torch.long))
-        widths[layer] = width - len(drop)
-    out.spec = dataclasses.replace(g.spec, pruned_widths=tuple(sorted(widths.items())) or None)
+        widths[layers.index(layer)] = width - len(drop)
+    # The new widths are ordinary spec fields the constructors honour: the checkpoint rebuilds as is.
+    out.spec = dataclasses.replace(g.spec, g_layer_widths=tuple(widths))
     return out
-
-
-def resize_to_spec(g: Generator) -> Generator:
-    """Shrink a freshly built generator to ``g.spec.pruned_widths`` (in place; a no-op when unpruned).
-
-    Keeps the first channels: the values are placeholders that ``load_state_dict`` then overwrites.
-    """
-    for layer, width in g.spec.pruned_widths or ():
-        s = site(g, layer)
-        current = layer_width(g, layer)
-        if width > current:
-            raise PruneError(f"'{layer}' is {current} wide; the spec asks for {width}")
-        if width < current:
-            _cut(g, s, torch.arange(width))
-    return g
 
 
 # --- size ------------------------------------------------------------------------------------------------

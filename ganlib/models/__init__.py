@@ -50,10 +50,7 @@ def build_discriminator(
 def load_generator(checkpoint: str | Path, ema: bool = True, map_location: str = "cpu") -> Generator:
     """Rebuild a generator from a ganlib checkpoint (loaded with ``weights_only=True``), in eval mode."""
     state = torch.load(checkpoint, map_location=map_location, weights_only=True)
-    g = build_generator(ModelSpec.from_dict(state["model_spec"]))
-    from ..prune import resize_to_spec  # a pruned generator: shrink to its stored widths (no-op otherwise)
-
-    g = resize_to_spec(g)
+    g = build_generator(ModelSpec.from_dict(state["model_spec"]))  # pruned widths are spec fields
     g.load_state_dict(state["generator_ema" if ema and "generator_ema" in state else "generator"])
     return g.eval()
 
@@ -71,7 +68,7 @@ def load_discriminator(checkpoint: str | Path, map_location: str = "cpu") -> Dis
         sn = cfg.get("model", {}).get("d_spectral_norm", "auto")
         if sn != "auto":
             options["spectral_norm"] = bool(sn)
-    spec = ModelSpec.from_dict({k: v for k, v in state["model_spec"].items() if k != "pruned_widths"})
+    spec = ModelSpec.from_dict(state["model_spec"])
     d = build_discriminator(spec, **options)
     d.load_state_dict(state["discriminator"])
     return d.eval()

@@ -26,20 +26,13 @@ class ModelSpec:
     num_classes: int  # 0 = unconditional
     g_width: int
     d_width: int
-    # Per-layer output widths after pruning; None = the family's default widths.
+    # Per-block unit widths (DCGAN: block outputs; SNGAN: residual blocks' inner widths), as ganlib.prune
+    # leaves them; None = the family's default widths.
     g_layer_widths: tuple[int, ...] | None = None
-    # Units removed by ganlib.prune: sorted (layer, width) pairs (a tuple keeps the spec hashable);
-    # ``load_generator`` shrinks these layers to these widths before loading weights. None = unpruned.
-    pruned_widths: tuple[tuple[str, int], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["g_layer_widths"] = list(self.g_layer_widths) if self.g_layer_widths else None
-        # Written only when set, so an unpruned spec's dict equals one from before the field existed
-        # (training compares spec dicts to decide whether a checkpoint can be resumed).
-        d.pop("pruned_widths")
-        if self.pruned_widths:
-            d["pruned_widths"] = {layer: int(w) for layer, w in self.pruned_widths}
         return d
 
     @classmethod
@@ -47,10 +40,6 @@ class ModelSpec:
         d = dict(d)
         if d.get("g_layer_widths"):
             d["g_layer_widths"] = tuple(int(w) for w in d["g_layer_widths"])
-        if d.get("pruned_widths"):
-            d["pruned_widths"] = tuple(sorted((str(k), int(v)) for k, v in dict(d["pruned_widths"]).items()))
-        else:
-            d.pop("pruned_widths", None)
         return cls(**d)
 
 

@@ -98,10 +98,11 @@ def test_pruned_generator_round_trips_through_a_checkpoint(tmp_path):
     g = make("dcgan", num_classes=10)
     once = prune_units(g, {"blocks.0": [3], "blocks.1": [0, 1]})
     twice = prune_units(once, {"blocks.1": [5]})  # pruning a pruned model accumulates widths
-    assert twice.spec.pruned_widths == (("blocks.0", 31), ("blocks.1", 13))
+    full = [layer_width(g, layer) for layer in ("blocks.0", "blocks.1", "blocks.2")]
+    assert twice.spec.g_layer_widths == (full[0] - 1, full[1] - 3, full[2])
     path = tmp_path / "pruned.pt"
     spec = twice.spec.to_dict()
-    assert spec["pruned_widths"] == {"blocks.0": 31, "blocks.1": 13}
+    assert spec["g_layer_widths"] == [full[0] - 1, full[1] - 3, full[2]]
     torch.save(
         {"model_spec": spec, "generator": twice.state_dict(), "generator_ema": twice.state_dict()}, path
     )
@@ -121,10 +122,8 @@ def test_sngan_pruned_round_trip(tmp_path):
 
 
 def test_unpruned_spec_dict_is_unchanged():
-    # Old checkpoints have no "pruned_widths" key; training compares spec dicts to allow a resume.
+    # Training compares spec dicts to allow a resume: an unpruned spec round-trips to the same dict.
     spec = ModelSpec("dcgan", 32, 1, 16, 0, 8, 8)
     d = spec.to_dict()
-    assert "pruned_widths" not in d
+    assert d["g_layer_widths"] is None
     assert ModelSpec.from_dict(d) == spec
-    assert ModelSpec.from_dict({**d, "pruned_widths": None}) == spec
-    assert hash(ModelSpec.from_dict({**d, "pruned_widths": {"blocks.1": 9}}))  # stays hashable
