@@ -11,13 +11,16 @@ failed ingest leaves the previous raw data as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from .parallel import ordered_map
 from .shards import UNLABELLED
 from .validate import ACCEPTED_MODES, IMAGE_SUFFIXES, ImageInfo, reject_reason, sha256_bytes, validate_image
 
@@ -129,7 +132,65 @@ def _row(file: str, label: str, data: bytes, info: ImageInfo) -> dict:
     }
 
 
+class _Manifest:
+    """Accepted rows, written to ``manifest.parquet`` in batches: memory stays flat in the file count."""
+
+    BATCH = 4096
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.batch, self.writer = path, [], None
+        self.count, self.classes = 0, {}
+
+    def add(self, row: dict) -> None:
+        self.batch.append(row)
+        self.count += 1
+        self.classes[row["label"]] = self.classes.get(row["label"], 0) + 1
+        if len(self.batch) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(pd.DataFrame(self.batch, columns=MANIFEST_COLUMNS), preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table)
+        self.batch = []
+
+    def close(self) -> None:
+        if self.batch or self.writer is None:
+            self._flush()
+        self.writer.close()
+
+
 # --- sources --------------------------------------------------------------------------------------------
+
+
+def _relative_files(folder: Path) -> list[str]:
+    """Every non-hidden file under ``folder`` as a sorted relative posix path (strings: compact at 1M files)."""
+    out = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = Path(top).relative_to(folder).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        out.extend(prefix + f for f in files if not f.startswith(".") and os.path.isfile(os.path.join(top, f)))
+    return sorted(out)
+
+
+def _ingest_file(source: Path, staging: Path, rel_name: str) -> dict | str:
+    """Validate one file and copy it into ``staging``: its manifest row, or the reason it was rejected."""
+    rel = Path(rel_name)
+    data = (source / rel).read_bytes()
+    info, reason = reject_reason(rel_name, data)
+    if info is None:
+        return str(reason)
+    dest_rel = rel if len(rel.parts) > 1 else Path(UNLABELLED) / rel
+    dest = staging / dest_rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return _row(dest_rel.as_posix(), dest_rel.parts[0], data, info)
 
 
 def _files_of(folder: Path) -> list[Path]:
@@ -162,20 +223,15 @@ def ingest_folder(
     if not source.is_dir():
         raise IngestError(f"image folder {describe} does not exist")
     staging = _fresh_staging(raw_dir)
-    rows, rejects = [], []
-    for path in tqdm(_files_of(source), desc="validate", unit="img", disable=not progress):
-        rel = path.relative_to(source)
-        data = path.read_bytes()
-        info, reason = reject_reason(rel.as_posix(), data)
-        if info is None:
-            rejects.append({"file": rel.as_posix(), "reason": reason})
-            continue
-        dest_rel = rel if len(rel.parts) > 1 else Path(UNLABELLED) / rel
-        dest = staging / dest_rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
-        rows.append(_row(dest_rel.as_posix(), dest_rel.parts[0], data, info))
-    return _finish(staging, raw_dir, rows, rejects, max_reject_fraction, describe)
+    manifest, rejects = _Manifest(staging / "manifest.parquet"), []
+    files = _relative_files(source)
+    checked = ordered_map(partial(_ingest_file, source, staging), files, chunksize=256)
+    for rel, result in tqdm(zip(files, checked), total=len(files), desc="validate", unit="img", disable=not progress):
+        if isinstance(result, str):
+            rejects.append({"file": rel, "reason": result})
+        else:
+            manifest.add(result)
+    return _finish(staging, raw_dir, manifest, rejects, max_reject_fraction, describe)
 
 
 def ingest_arrays(
@@ -194,34 +250,32 @@ def ingest_arrays(
         else [(class_names[int(v)] if class_names else str(int(v))) for v in labels]
     )
     write_array_images(staging, images, names, progress)
-    rows = []
+    manifest = _Manifest(staging / "manifest.parquet")
     for path in _files_of(staging):
         data = path.read_bytes()
-        rows.append(_row(path.relative_to(staging).as_posix(), path.parent.name, data, validate_image(data)))
-    return _finish(staging, raw_dir, rows, [], 0.0, "arrays")
+        manifest.add(_row(path.relative_to(staging).as_posix(), path.parent.name, data, validate_image(data)))
+    return _finish(staging, raw_dir, manifest, [], 0.0, "arrays")
 
 
 def _finish(
-    staging: Path, raw_dir: Path, rows: list[dict], rejects: list[dict], max_frac: float, source: str
+    staging: Path, raw_dir: Path, manifest: _Manifest, rejects: list[dict], max_frac: float, source: str
 ) -> IngestReport:
     import pandas as pd
 
-    classes: dict[str, int] = {}
-    for r in rows:
-        classes[r["label"]] = classes.get(r["label"], 0) + 1
-    pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_parquet(staging / "manifest.parquet", index=False)
+    manifest.close()
     pd.DataFrame(rejects, columns=REJECT_COLUMNS).to_parquet(staging / "rejects.parquet", index=False)
-    report = IngestReport(raw_dir, len(rows), len(rejects), dict(sorted(classes.items())), rejects)
+    classes = dict(sorted(manifest.classes.items()))
+    report = IngestReport(raw_dir, manifest.count, len(rejects), classes, rejects)
     listing = "\n".join(f"  {r['file']}: {r['reason']}" for r in rejects[:20])
     more = f"\n  ... and {len(rejects) - 20} more" if len(rejects) > 20 else ""
-    if not rows:
+    if not manifest.count:
         raise IngestError(
             f"no valid images in {source} ({len(rejects)} rejected); the previous raw data is kept. "
             f"Rejects table: {staging / 'rejects.parquet'}\n{listing}{more}"
         )
     if report.reject_fraction > max_frac:
         raise IngestError(
-            f"{len(rejects)} of {len(rows) + len(rejects)} files in {source} were rejected "
+            f"{len(rejects)} of {manifest.count + len(rejects)} files in {source} were rejected "
             f"({report.reject_fraction:.1%} > allowed {max_frac:.1%}, ingest.max_reject_fraction); "
             f"the previous raw data is kept. Rejects table: {staging / 'rejects.parquet'}\n{listing}{more}"
         )
