@@ -11,7 +11,6 @@ failed ingest leaves the previous raw data as it was.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .listing import list_files
 from .parallel import ordered_map
 from .shards import UNLABELLED
 from .validate import ACCEPTED_MODES, IMAGE_SUFFIXES, ImageInfo, reject_reason, sha256_bytes, validate_image
@@ -168,17 +168,6 @@ class _Manifest:
 # --- sources --------------------------------------------------------------------------------------------
 
 
-def _relative_files(folder: Path) -> list[str]:
-    """Every non-hidden file under ``folder`` as a sorted relative posix path (strings: compact at 1M files)."""
-    out = []
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        rel = Path(top).relative_to(folder).as_posix()
-        prefix = "" if rel == "." else rel + "/"
-        out.extend(prefix + f for f in files if not f.startswith(".") and os.path.isfile(os.path.join(top, f)))
-    return sorted(out)
-
-
 def _ingest_file(source: Path, staging: Path, rel_name: str) -> dict | str:
     """Validate one file and copy it into ``staging``: its manifest row, or the reason it was rejected."""
     rel = Path(rel_name)
@@ -224,7 +213,7 @@ def ingest_folder(
         raise IngestError(f"image folder {describe} does not exist")
     staging = _fresh_staging(raw_dir)
     manifest, rejects = _Manifest(staging / "manifest.parquet"), []
-    files = _relative_files(source)
+    files = list_files(source)
     checked = ordered_map(partial(_ingest_file, source, staging), files, chunksize=256)
     for rel, result in tqdm(zip(files, checked), total=len(files), desc="validate", unit="img", disable=not progress):
         if isinstance(result, str):

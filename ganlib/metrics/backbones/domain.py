@@ -169,7 +169,9 @@ def load_domain_backbone(path: str | os.PathLike[str], device: str | torch.devic
     return DomainBackbone(net, payload["data_hash"], device=device, loaded_from_cache=True)
 
 
-def _fit(net: DomainNet, x: Any, y: torch.Tensor | None, epochs: int, seed: int, device: torch.device) -> None:
+def _fit(
+    net: DomainNet, x: Any, y: torch.Tensor | None, epochs: int, seed: int, device: torch.device
+) -> None:
     """``x``: the images as stored (uint8 or float, [N, C, H, W], any array indexable by a row list, such as
     memory-mapped shards); each batch is gathered and converted on its own, so RAM holds one batch."""
     gen = torch.Generator().manual_seed(seed)
