@@ -36,7 +36,7 @@ def build_backbone(
         cfg.backbone,
         inception_weights=cfg.inception_weights,
         allow_download=cfg.allow_download,
-        train_images=None if train is None else np.asarray(train.images),
+        train_images=None if train is None else train.images,
         train_labels=None if train is None else train.labels,
         data_hash=short_key(data_hash),
         cache_dir=cache_dir,
@@ -61,7 +61,9 @@ def compute_reference(
     backbone: FeatureBackbone, processed_dir: str | Path, out: Path, split: str = "val"
 ) -> Reference:
     real = load_split(processed_dir, split)
-    features = backbone.features(_as_images(real.images))
+    # Shard-sized blocks: RAM holds one block of float images, never the whole split.
+    blocks = [backbone.features(_as_images(block)) for block in real.images.chunks()]
+    features = np.concatenate(blocks) if blocks else np.zeros((0, backbone.feature_dim))
     stats = FeatureStats.from_features(features, backbone=backbone.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as f:
@@ -170,10 +172,10 @@ def score_real_floor(
 ) -> dict[str, Any]:
     """The floor: real *training* images scored as if a generator drew them (with replacement, per seed),
     under the same protocol as a generator. No generator of this data can be expected to score below it."""
-    train = _as_images(load_split(processed_dir, "train").images)
+    train = load_split(processed_dir, "train").images  # memory-mapped: only the drawn rows are read
 
     def sample(seed: int, n: int) -> torch.Tensor:
         rows = np.random.default_rng(seed).integers(0, len(train), n)
-        return train[torch.from_numpy(rows)]
+        return _as_images(train[rows])
 
     return _score(sample, backbone, reference_path, cfg, data_hash)

@@ -10,8 +10,9 @@ first step whose loss went non-finite, training stops within ``FINITE_CHECK_EVER
 checkpoint is ever written from a diverged run.
 
 Data order is a seeded permutation per epoch, indexed by the global batch counter, so a resumed run sees
-exactly the batches a straight run would have seen. With ``train.num_workers > 0`` a torch DataLoader
-reads those same batches in worker processes; with 0 the whole (small) data set sits on the device.
+exactly the batches a straight run would have seen. Each step's batch is gathered by index from the
+memory-mapped shards (never a copy of the whole set, so RAM stays flat in the dataset size): in this
+process with ``train.num_workers = 0``, by torch DataLoader workers (same batches) with ``num_workers > 0``.
 
 Distributed: when ``torch.distributed`` is initialised (``ganlib.train_cli`` under torchrun does it), G
 and D are wrapped in DDP, each rank trains on its own disjoint slice of every global batch (so
@@ -259,17 +260,15 @@ def train(
     # In G's step D only passes gradients through: skip DDP's gradient all-reduce for it.
     D_plain = D_run if world == 1 else D
 
-    # --- data: the same deterministic batch order, read on the device (workers=0) or by a DataLoader ---
+    # --- data: the same deterministic batch order, gathered from the shards here (workers=0) or by a DataLoader ---
     all_labels = torch.from_numpy(np.asarray(data.labels)).to(device) if spec.num_classes else None
 
     def batch_order() -> Iterator[torch.Tensor]:
         return rank_batches(len(data.images), tc.batch_size, tc.seed, start_step * tc.n_critic, rank, world)
 
     if tc.num_workers == 0:
-        images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
-        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = (
-            (images[i.to(device)], i) for i in batch_order()
-        )
+        reader = _ImageBatches(data.images)
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = (reader[i] for i in batch_order())
     else:
         # The loader gets its own generator: its seed draw must not shift the global RNG (the latents).
         loader = torch.utils.data.DataLoader(

@@ -185,7 +185,13 @@ def default_remote(workspace: Path) -> str | None:
 
 
 # Files a workspace needs besides data: the DVC pipeline, its params, and the stage's code deps.
-WORKSPACE_FILES = ("dvc.yaml", "params.yaml", "ganlib/data/preprocess.py", "ganlib/data/shards.py")
+WORKSPACE_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "ganlib/data/preprocess.py",
+    "ganlib/data/shards.py",
+    "ganlib/data/parallel.py",
+)
 
 
 def init_workspace(path: Path, source_root: Path) -> Path:

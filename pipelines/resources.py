@@ -98,6 +98,11 @@ class ComputeResource(dg.ConfigurableResource):
     """The training/evaluation device: "auto" picks CUDA when present, else CPU."""
 
     device: str = "auto"
+    processes: int = PydanticField(
+        1,
+        description="training processes on this node (one per GPU): > 1 launches `torchrun "
+        "--nproc_per_node=K` (DDP; gloo on CPU) from the trained_generator asset",
+    )
 
     def torch_device(self) -> str:
         from ganlib.devices import select_device

@@ -3,6 +3,8 @@
 Run by ``dvc repro preprocess`` (see dvc.yaml), never called around DVC by the pipeline:
     python ganlib/data/preprocess.py --raw data/raw/digits --out data/processed --params params.yaml
 Deterministic: the same raw files and params give byte-identical outputs (so DVC's hash is stable).
+Streams: images are decoded and resized across all cores, one shard at a time, into one reused shard
+buffer, so memory stays flat in the number of images (a 1M-image set needs what a 20k one does).
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-# Only shards: the stage's code deps (dvc.yaml) are this file and shards.py, and they are all it runs.
+# The stage's code deps (dvc.yaml) are this file, shards.py and parallel.py, and they are all it runs.
 if __package__:
-    from .shards import SHARD_SIZE, UNLABELLED, write_split
-else:  # run by path, as dvc.yaml does: the sibling file, i.e. the very copy DVC hashed
-    from shards import SHARD_SIZE, UNLABELLED, write_split  # type: ignore[no-redef]
+    from .parallel import ordered_map
+    from .shards import SHARD_SIZE, UNLABELLED, write_shard
+else:  # run by path, as dvc.yaml does: the sibling files, i.e. the very copies DVC hashed
+    from parallel import ordered_map  # type: ignore[no-redef]
+    from shards import SHARD_SIZE, UNLABELLED, write_shard  # type: ignore[no-redef]
 
 
 def load_params(path: Path) -> dict:
@@ -77,49 +82,63 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.n
     return is_val
 
 
-def preprocess(raw: Path, out: Path, params: dict) -> dict:
-    import pandas as pd
+def _read_manifest(raw: Path):
+    """The accepted files sorted by name, as an Arrow table (compact strings: no Python object per row)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    manifest = (
-        pd.read_parquet(raw / "manifest.parquet").sort_values("file", kind="stable").reset_index(drop=True)
-    )
-    class_names = sorted(c for c in manifest["label"].unique() if c != UNLABELLED)
-    labelled = bool(class_names) and UNLABELLED not in set(manifest["label"])
-    label_ids = (
-        manifest["label"].map({c: i for i, c in enumerate(class_names)}).to_numpy(np.int64)
-        if labelled
-        else np.full(len(manifest), -1, np.int64)
-    )
-    images = np.stack(
-        [
-            load_image(raw / f, params["resolution"], params["channels"], params["background"])
-            for f in manifest["file"]
-        ]
-    )
+    table = pq.read_table(raw / "manifest.parquet", columns=["file", "label", "sha256"])
+    return table.take(pc.sort_indices(table, sort_keys=[("file", "ascending")]))
+
+
+def preprocess(raw: Path, out: Path, params: dict) -> dict:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    manifest = _read_manifest(raw)
+    names = sorted(str(c) for c in pc.unique(manifest["label"]).to_pylist())
+    class_names = [c for c in names if c != UNLABELLED]
+    labelled = bool(class_names) and UNLABELLED not in names
+    if labelled:
+        ids = pc.index_in(manifest["label"], value_set=pa.array(class_names))
+        label_ids = ids.to_numpy(zero_copy_only=False).astype(np.int64)
+    else:
+        label_ids = np.full(len(manifest), -1, np.int64)
     is_val = stratified_split(label_ids, params["val_fraction"], params["split_seed"])
+    res, ch = params["resolution"], params["channels"]
+    load = partial(_load_raw, str(raw), res, ch, params["background"])
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    rows = []
+    buffer = np.empty((SHARD_SIZE, ch, res, res), np.uint8)  # one shard in RAM at a time
+    index = []
     for split, mask in (("train", ~is_val), ("val", is_val)):
         sel = np.flatnonzero(mask)
-        write_split(tmp, split, images[sel], label_ids[sel])
-        for offset, i in enumerate(sel):
-            rows.append(
+        files = manifest["file"].take(pa.array(sel, pa.int64()))
+        for i, start in enumerate(range(0, max(len(sel), 1), SHARD_SIZE)):
+            chunk = files.slice(start, SHARD_SIZE).to_pylist()
+            for j, arr in enumerate(ordered_map(load, chunk) if len(sel) else ()):
+                buffer[j] = arr
+            write_shard(tmp, split, i, buffer[: len(chunk)], label_ids[sel[start : start + SHARD_SIZE]])
+        offsets = np.arange(len(sel), dtype=np.int64)
+        index.append(
+            pa.table(
                 {
-                    "split": split,
-                    "shard": offset // SHARD_SIZE,
-                    "offset": offset % SHARD_SIZE,
-                    "label": int(label_ids[i]),
-                    "file": manifest.at[i, "file"],
-                    "sha256": manifest.at[i, "sha256"],
+                    "split": pa.array([split] * len(sel), pa.string()),
+                    "shard": offsets // SHARD_SIZE,
+                    "offset": offsets % SHARD_SIZE,
+                    "label": label_ids[sel],
+                    "file": files,
+                    "sha256": manifest["sha256"].take(pa.array(sel, pa.int64())),
                 }
             )
-    pd.DataFrame(rows).to_parquet(tmp / "index.parquet", index=False)
+        )
+    pq.write_table(pa.concat_tables(index), tmp / "index.parquet")
     meta = {
-        "resolution": params["resolution"],
-        "channels": params["channels"],
+        "resolution": res,
+        "channels": ch,
         "class_names": class_names if labelled else [],
         "counts": {"train": int((~is_val).sum()), "val": int(is_val.sum())},
         "params": params,
@@ -128,6 +147,10 @@ def preprocess(raw: Path, out: Path, params: dict) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return meta
+
+
+def _load_raw(raw: str, resolution: int, channels: int, background: object, file: str) -> np.ndarray:
+    return load_image(Path(raw) / file, resolution, channels, background)
 
 
 def main(argv: list[str] | None = None) -> None:

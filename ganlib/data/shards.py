@@ -5,12 +5,16 @@
 ``<root>/<split>/images-00000.npy``  uint8 [n, C, H, W]
 ``<root>/<split>/labels-00000.npy``  int64 [n] (-1 when unlabelled)
 
-Shards are memory-mapped on load, so opening a split is O(1) and an epoch reads straight from the page cache.
+Shards are memory-mapped on load and never concatenated: ``Split.images`` is a ``ShardedImages`` view that
+answers ``images[i]``, ``images[a:b]`` and ``images[index_array]`` by reading only those rows from the shards.
+Opening a split costs one file handle per shard, and RAM holds only the batches being read (the rest is the
+OS page cache), so a split larger than RAM trains as well as a small one.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +27,75 @@ SHARD_SIZE = 4096
 UNLABELLED = "_unlabelled"
 
 
+class ShardedImages:
+    """uint8 ``[N, C, H, W]`` over memory-mapped shard files, indexed without copying the whole set.
+
+    Pickles as its file paths (a DataLoader worker reopens the maps instead of receiving the pixels).
+    ``np.asarray(images)`` still materializes everything: use it only on a split known to be small.
+    """
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = [Path(f) for f in files]
+        self._open()
+
+    def _open(self) -> None:
+        self.shards = [np.load(f, mmap_mode="r") for f in self.files]
+        shapes = {s.shape[1:] for s in self.shards}
+        if len(shapes) != 1:
+            raise ValueError(f"shards of one split differ in image shape: {sorted(shapes)}")
+        self.starts = np.cumsum([0] + [len(s) for s in self.shards])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"files": self.files}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.files = state["files"]
+        self._open()
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.shards[0].shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.shards[0].dtype
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __getitem__(self, key: int | slice | np.ndarray | list[int]) -> np.ndarray:
+        if isinstance(key, slice):
+            key = np.arange(*key.indices(len(self)))
+        elif np.isscalar(key):
+            i = int(key) + (len(self) if int(key) < 0 else 0)
+            return self[np.array([i])][0]
+        idx = np.asarray(key, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} images")
+        out = np.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
+        shard_of = np.searchsorted(self.starts, idx, side="right") - 1
+        for s in np.unique(shard_of):
+            rows = np.flatnonzero(shard_of == s)
+            out[rows] = self.shards[s][idx[rows] - self.starts[s]]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def chunks(self, size: int = SHARD_SIZE) -> Iterator[np.ndarray]:
+        """Consecutive in-RAM blocks of at most ``size`` images: a pass over the split in bounded memory."""
+        for start in range(0, len(self), size):
+            yield self[start : start + size]
+
+
 @dataclass
 class Split:
-    images: np.ndarray  # uint8 [N, C, H, W]
+    images: ShardedImages  # uint8 [N, C, H, W], memory-mapped
     labels: np.ndarray | None  # int64 [N], None when unlabelled
     meta: dict[str, Any]
 
@@ -37,19 +107,26 @@ class Split:
         return len(self.images)
 
 
+def shard_names(split: str, i: int) -> tuple[str, str]:
+    """(images, labels) file names of shard ``i`` of ``split``, relative to the dataset root."""
+    return f"{split}/images-{i:05d}.npy", f"{split}/labels-{i:05d}.npy"
+
+
+def write_shard(root: Path, split: str, i: int, images: np.ndarray, labels: np.ndarray) -> str:
+    """Write shard ``i`` of ``split`` (at most ``SHARD_SIZE`` images); returns its images file name."""
+    image_name, label_name = shard_names(split, i)
+    (root / split).mkdir(parents=True, exist_ok=True)
+    np.save(root / image_name, np.ascontiguousarray(images, dtype=np.uint8))
+    np.save(root / label_name, np.asarray(labels).astype(np.int64))
+    return image_name
+
+
 def write_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray) -> list[str]:
-    """Write ``images``/``labels`` as shards; returns the shard file names (relative to ``root``)."""
-    out = root / split
-    out.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i, start in enumerate(range(0, max(len(images), 1), SHARD_SIZE)):
-        np.save(
-            out / f"images-{i:05d}.npy",
-            np.ascontiguousarray(images[start : start + SHARD_SIZE], dtype=np.uint8),
-        )
-        np.save(out / f"labels-{i:05d}.npy", labels[start : start + SHARD_SIZE].astype(np.int64))
-        names.append(f"{split}/images-{i:05d}.npy")
-    return names
+    """Write in-RAM ``images``/``labels`` as shards; returns the shard file names (relative to ``root``)."""
+    return [
+        write_shard(root, split, i, images[start : start + SHARD_SIZE], labels[start : start + SHARD_SIZE])
+        for i, start in enumerate(range(0, max(len(images), 1), SHARD_SIZE))
+    ]
 
 
 def read_meta(root: str | Path) -> dict[str, Any]:
@@ -67,7 +144,7 @@ def load_split(root: str | Path, split: str) -> Split:
     image_files = sorted((root / split).glob("images-*.npy"))
     if not image_files:
         raise FileNotFoundError(f"split '{split}' has no shards under {root / split}")
-    images = np.concatenate([np.load(f, mmap_mode="r") for f in image_files])
+    images = ShardedImages(image_files)
     labels = np.concatenate([np.load(str(f).replace("images-", "labels-")) for f in image_files])
     has_labels = bool(meta.get("class_names")) and (labels >= 0).all()
     return Split(images=images, labels=labels if has_labels else None, meta=meta)

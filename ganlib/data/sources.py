@@ -20,10 +20,12 @@ import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from .parallel import ordered_map
 from .shards import UNLABELLED
 from .validate import (
     ACCEPTED_MODES,
@@ -146,6 +148,39 @@ def _row(file: str, label: str, data: bytes, info: ImageInfo) -> dict:
     }
 
 
+class _Manifest:
+    """Accepted rows, written to ``manifest.parquet`` in batches: memory stays flat in the file count."""
+
+    BATCH = 4096
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.batch, self.writer = path, [], None
+        self.count, self.classes = 0, {}
+
+    def add(self, row: dict) -> None:
+        self.batch.append(row)
+        self.count += 1
+        self.classes[row["label"]] = self.classes.get(row["label"], 0) + 1
+        if len(self.batch) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(pd.DataFrame(self.batch, columns=MANIFEST_COLUMNS), preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table)
+        self.batch = []
+
+    def close(self) -> None:
+        if self.batch or self.writer is None:
+            self._flush()
+        self.writer.close()
+
+
 # --- sources --------------------------------------------------------------------------------------------
 
 
@@ -211,6 +246,31 @@ def _read_inside(path: Path, root: Path) -> bytes | str:
         return f.read()
 
 
+def _ingest_file(source: Path, root: Path, staging: Path, max_pixels: int | None, rel_name: str) -> dict | str:
+    """Validate one file and copy it into ``staging``: its manifest row, or the reason it was rejected."""
+    rel = Path(rel_name)
+    data = _read_inside(source / rel, root)
+    if isinstance(data, str):
+        return data
+    info, reason = reject_reason(rel_name, data, max_pixels)
+    if info is None:
+        return str(reason)
+    dest_rel = rel if len(rel.parts) > 1 else Path(UNLABELLED) / rel
+    dest = staging / dest_rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return _row(dest_rel.as_posix(), dest_rel.parts[0], data, info)
+
+
+def _files_of(folder: Path) -> list[Path]:
+    """Every file under ``folder`` except hidden ones (and those in hidden folders: .git, .ipynb_checkpoints)."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
 def ingest_folder(
     source: Path,
     raw_dir: Path,
@@ -236,24 +296,17 @@ def ingest_folder(
     root = source.resolve()
     staging = _fresh_staging(raw_dir)
     files, rejects, skipped = _walk(source)
-    rows = []
-    for path in tqdm(files, desc="validate", unit="img", disable=not progress):
-        rel = path.relative_to(source)
-        data = _read_inside(path, root)
-        if isinstance(data, str):
-            rejects.append({"file": rel.as_posix(), "reason": data})
-            continue
-        info, reason = reject_reason(rel.as_posix(), data, max_pixels)
-        if info is None:
-            rejects.append({"file": rel.as_posix(), "reason": reason})
-            continue
-        dest_rel = rel if len(rel.parts) > 1 else Path(UNLABELLED) / rel
-        dest = staging / dest_rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
-        rows.append(_row(dest_rel.as_posix(), dest_rel.parts[0], data, info))
+    names = [p.relative_to(source).as_posix() for p in files]
+    manifest = _Manifest(staging / "manifest.parquet")
+    checked = ordered_map(partial(_ingest_file, source, root, staging, max_pixels), names, chunksize=256)
+    results = tqdm(zip(names, checked, strict=True), total=len(names), desc="validate", unit="img", disable=not progress)
+    for rel, result in results:
+        if isinstance(result, str):
+            rejects.append({"file": rel, "reason": result})
+        else:
+            manifest.add(result)
     rejects.sort(key=lambda r: r["file"])
-    return _finish(staging, raw_dir, rows, rejects, max_reject_fraction, describe, skipped)
+    return _finish(staging, raw_dir, manifest, rejects, max_reject_fraction, describe, skipped)
 
 
 def ingest_arrays(
@@ -272,17 +325,17 @@ def ingest_arrays(
         else [(class_names[int(v)] if class_names else str(int(v))) for v in labels]
     )
     write_array_images(staging, images, names, progress)
-    rows = []
-    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+    manifest = _Manifest(staging / "manifest.parquet")
+    for path in _files_of(staging):
         data = path.read_bytes()
-        rows.append(_row(path.relative_to(staging).as_posix(), path.parent.name, data, validate_image(data)))
-    return _finish(staging, raw_dir, rows, [], 0.0, "arrays")
+        manifest.add(_row(path.relative_to(staging).as_posix(), path.parent.name, data, validate_image(data)))
+    return _finish(staging, raw_dir, manifest, [], 0.0, "arrays")
 
 
 def _finish(
     staging: Path,
     raw_dir: Path,
-    rows: list[dict],
+    manifest: _Manifest,
     rejects: list[dict],
     max_frac: float,
     source: str,
@@ -290,24 +343,22 @@ def _finish(
 ) -> IngestReport:
     import pandas as pd
 
-    classes: dict[str, int] = {}
-    for r in rows:
-        classes[r["label"]] = classes.get(r["label"], 0) + 1
-    pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_parquet(staging / "manifest.parquet", index=False)
+    manifest.close()
     pd.DataFrame(rejects, columns=REJECT_COLUMNS).to_parquet(staging / "rejects.parquet", index=False)
     skipped = skipped or []
     pd.DataFrame(skipped, columns=SKIPPED_COLUMNS).to_parquet(staging / "skipped.parquet", index=False)
-    report = IngestReport(raw_dir, len(rows), len(rejects), dict(sorted(classes.items())), rejects, skipped)
+    classes = dict(sorted(manifest.classes.items()))
+    report = IngestReport(raw_dir, manifest.count, len(rejects), classes, rejects, skipped)
     listing = "\n".join(f"  {r['file']}: {r['reason']}" for r in rejects[:20])
     more = f"\n  ... and {len(rejects) - 20} more" if len(rejects) > 20 else ""
-    if not rows:
+    if not manifest.count:
         raise IngestError(
             f"no valid images in {source} ({len(rejects)} rejected); the previous raw data is kept. "
             f"Rejects table: {staging / 'rejects.parquet'}\n{listing}{more}"
         )
     if report.reject_fraction > max_frac:
         raise IngestError(
-            f"{len(rejects)} of {len(rows) + len(rejects)} files in {source} were rejected "
+            f"{len(rejects)} of {manifest.count + len(rejects)} files in {source} were rejected "
             f"({report.reject_fraction:.1%} > allowed {max_frac:.1%}, ingest.max_reject_fraction); "
             f"the previous raw data is kept. Rejects table: {staging / 'rejects.parquet'}\n{listing}{more}"
         )

@@ -10,6 +10,7 @@ from ganlib.viz import save_grid
 from pipelines import dvc
 from pipelines.assets.params import ingest_params, preprocess_params
 from pipelines.code_versions import DATA, code_version
+from pipelines.ingest_record import record_ingest, unchanged_ingest
 from pipelines.metadata import image, table
 from pipelines.resources import GanConfigResource, Workspace
 from pipelines.types import ProcessedDataset, RawImages
@@ -36,9 +37,17 @@ def raw_images(
     params = workspace.params().get("ingest", {})
     name, source = params.get("name", "digits"), str(params.get("source", "digits"))
     raw_dir = workspace.raw_dir(name)
+    resolved = _resolve(source, workspace)
+    record_file = workspace.outputs("raw_images") / f"{name}.ingest.json"
+    unchanged = unchanged_ingest(
+        record_file, resolved, params, raw_dir, workspace.path / f"data/raw/{name}.dvc"
+    )
+    if unchanged is not None:
+        context.log.info(f"{source} and data/raw/{name} are as last ingested: skipping ingestion and dvc add")
+        return _raw_output(name, source, raw_dir, unchanged, workspace)
     try:
         report = ingest_source(
-            _resolve(source, workspace),
+            resolved,
             raw_dir,
             max_reject_fraction=float(params.get("max_reject_fraction", 0.05)),
             allow_download=bool(params.get("allow_download", False)),
@@ -50,21 +59,28 @@ def raw_images(
     except IngestError as exc:
         raise dg.Failure(str(exc)) from None
     raw_hash = dvc.add(workspace.path, f"data/raw/{name}", log=context.log.info)
+    record = record_ingest(record_file, resolved, params, raw_dir, raw_hash, report)
+    return _raw_output(name, source, raw_dir, record, workspace)
+
+
+def _raw_output(name: str, source: str, raw_dir: Path, record: dict, workspace: Workspace):
     preview = save_grid(_preview(raw_dir), workspace.outputs("raw_images") / f"{name}-preview.png", nrow=16)
+    raw_hash, classes = record["dvc_hash"], record["classes"]
+    total = record["accepted"] + record["rejected"]
     return dg.Output(
-        RawImages(name=name, raw_dir=str(raw_dir), dvc_hash=raw_hash, count=report.accepted),
+        RawImages(name=name, raw_dir=str(raw_dir), dvc_hash=raw_hash, count=record["accepted"]),
         data_version=dg.DataVersion(raw_hash),
         metadata={
             "source": source,
-            "count": report.accepted,
-            "rejected": report.rejected,
-            "reject_fraction": round(report.reject_fraction, 4),
-            "classes": dg.MetadataValue.json(report.classes),
+            "count": record["accepted"],
+            "rejected": record["rejected"],
+            "reject_fraction": round(record["rejected"] / total if total else 0.0, 4),
+            "classes": dg.MetadataValue.json(classes),
             # smallest class / largest class: 1.0 is balanced; a small value warns before training does
-            "class_balance": round(min(report.classes.values()) / max(report.classes.values()), 4),
-            "rejects": table(report.rejects[:50], ["file", "reason"]) if report.rejects else "none",
+            "class_balance": round(min(classes.values()) / max(classes.values()), 4),
+            "rejects": table(record["rejects"], ["file", "reason"]) if record["rejects"] else "none",
             # hidden entries and empty class folders: not data, but never dropped without a word
-            "skipped": table(report.skipped[:50], ["file", "reason"]) if report.skipped else "none",
+            "skipped": table(record["skipped"], ["file", "reason"]) if record.get("skipped") else "none",
             "dvc_hash": raw_hash,
             "preview": image(preview, "raw preview", workspace.outputs()),
         },

@@ -138,6 +138,7 @@ def trained_generator(
     compute: ComputeResource,
 ) -> dg.Output[TrainedGenerator]:
     from ganlib.data.shards import load_split
+    from ganlib.distributed_launch import TorchrunFailed, train_with_torchrun
     from ganlib.models import load_generator
     from ganlib.samples import save_samples
     from ganlib.training import NonFiniteLossError, train
@@ -168,8 +169,13 @@ def trained_generator(
         )
 
     try:
-        result = train(cfg, split, run_dir, resume=True, progress=True, on_log=on_log)
-    except NonFiniteLossError as exc:
+        if compute.processes > 1:  # DDP: torchrun runs ganlib.train_cli in K processes
+            result = train_with_torchrun(
+                cfg, processed_dataset.path, run_dir, compute.processes, log=context.log.info
+            )
+        else:
+            result = train(cfg, split, run_dir, resume=True, progress=True, on_log=on_log)
+    except (NonFiniteLossError, TorchrunFailed) as exc:
         raise dg.Failure(str(exc), metadata={"run_dir": str(run_dir)}) from None
     if result.resumed_from >= cfg.train.steps:
         context.log.info(f"checkpoint in {run_dir} already has {result.resumed_from} steps: nothing to train")

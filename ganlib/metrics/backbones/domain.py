@@ -170,17 +170,19 @@ def load_domain_backbone(path: str | os.PathLike[str], device: str | torch.devic
 
 
 def _fit(
-    net: DomainNet, x: torch.Tensor, y: torch.Tensor | None, epochs: int, seed: int, device: torch.device
+    net: DomainNet, x: Any, y: torch.Tensor | None, epochs: int, seed: int, device: torch.device
 ) -> None:
+    """``x``: the images as stored (uint8 or float, [N, C, H, W], any array indexable by a row list, such as
+    memory-mapped shards); each batch is gathered and converted on its own, so RAM holds one batch."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    steps_per_epoch = max(1, -(-x.shape[0] // 64))
+    steps_per_epoch = max(1, -(-len(x) // 64))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
     net.train()
     for _ in range(epochs):
-        order = torch.randperm(x.shape[0], generator=gen)
+        order = torch.randperm(len(x), generator=gen)
         for idx in order.split(64):
-            xb = x[idx].to(device)
+            xb = _to_input(_as_float_images(x[idx.numpy()])).to(device)
             _, out = net(xb)
             loss = F.cross_entropy(out, y[idx].to(device)) if y is not None else F.mse_loss(out, xb)
             opt.zero_grad(set_to_none=True)
@@ -191,7 +193,7 @@ def _fit(
 
 
 def train_domain_backbone(
-    images_uint8: np.ndarray,
+    images_uint8: Any,
     labels: np.ndarray | None,
     data_hash: str,
     cache_dir: str | os.PathLike[str],
@@ -203,7 +205,8 @@ def train_domain_backbone(
 ) -> DomainBackbone:
     """Train (or reload from ``cache_dir/domain-<data_hash>.pt``) the domain backbone.
 
-    ``images_uint8``: the real TRAINING split, [N, C, H, W] uint8 (float in [-1, 1] also accepted);
+    ``images_uint8``: the real TRAINING split, [N, C, H, W] uint8 (float in [-1, 1] also accepted), an array
+    or memory-mapped shards (``ShardedImages``: read one batch at a time, never copied whole);
     ``labels``: int class ids [N], or None for the autoencoder. On the CPU, deterministic given ``seed``
     (trained single-threaded, so independent of the core count); on CUDA, not guaranteed bit-for-bit.
     A cached file is reused when its data hash and settings match; otherwise the network is retrained and
@@ -211,10 +214,14 @@ def train_domain_backbone(
     """
     if not data_hash or not all(c.isalnum() or c in "-_." for c in data_hash):
         raise ValueError(f"data_hash must be a non-empty file-name-safe string; got {data_hash!r}")
-    x = _to_input(_as_float_images(images_uint8))
+    x = images_uint8
+    if len(x.shape) != 4:
+        raise ValueError(f"images must be [N, C, H, W]; got shape {tuple(x.shape)}")
+    if isinstance(x, np.ndarray | torch.Tensor) and str(x.dtype) not in ("uint8", "torch.uint8"):
+        _as_float_images(x)  # an in-RAM float array: check its range now, before any training
     if labels is not None:
         y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        if y.shape != (x.shape[0],) or int(y.min()) < 0:
+        if y.shape != (len(x),) or int(y.min()) < 0:
             raise ValueError("labels must be non-negative class ids, one per image")
         cfg = DomainNetConfig("classifier", x.shape[1], int(y.max()) + 1, feature_dim, width, seed, epochs)
     else:
@@ -245,7 +252,7 @@ def train_domain_backbone(
 
 
 def _train(
-    cfg: DomainNetConfig, x: torch.Tensor, y: torch.Tensor | None, epochs: int, seed: int, dev: torch.device
+    cfg: DomainNetConfig, x: Any, y: torch.Tensor | None, epochs: int, seed: int, dev: torch.device
 ) -> DomainNet:
     # A private CPU RNG scope: same seed -> same initial weights (built on the CPU, then moved), and the
     # caller's RNG state is untouched. Shuffling uses its own generator; nothing draws from a CUDA RNG.
