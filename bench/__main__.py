@@ -92,6 +92,12 @@ def _pipeline() -> list[Row]:
     return [run()]
 
 
+def _interval() -> list[Row]:
+    from bench.bench_fid_interval import run
+
+    return run()
+
+
 def _gpu() -> list[Row]:
     from bench.bench_gpu import run
 
@@ -106,6 +112,7 @@ BENCHES: dict[str, Callable[[], list[Row]]] = {
     "service": _service,
     "dissect": _dissect,
     "pipeline": _pipeline,
+    "interval": _interval,
     "gpu": _gpu,
 }
 
