@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ganlib.config import load_config
 from ganlib.data.shards import Split, load_split, write_split
 from ganlib.devices import select_device
-from ganlib.training import epoch_batches, to_model_range, train
+from ganlib.pixels import to_model_range
+from ganlib.training import epoch_batches, train
 
 
 def synthetic_split(root: Path, n: int, resolution: int, seed: int = 0) -> Split:

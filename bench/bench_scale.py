@@ -145,7 +145,8 @@ print("BENCH", json.dumps({"work_s": time.perf_counter() - t0}))
 EPOCH = """
 import sys, time, json
 from ganlib.data.shards import load_split
-from ganlib.training import _ImageBatches, epoch_batches, to_model_range
+from ganlib.pixels import to_model_range
+from ganlib.training import _ImageBatches, epoch_batches
 t0 = time.perf_counter()
 split = load_split(sys.argv[1], "train")
 reader, n = _ImageBatches(split.images), 0

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pixels import to_uint8
 from .prune import Units, ablate, prunable_layers
 
 FidFn = Callable[[torch.Tensor], float]
@@ -512,14 +513,7 @@ def dissect(
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
-    return (
-        ((x.detach().float().clamp(-1, 1) + 1) * 127.5)
-        .round()
-        .to(torch.uint8)
-        .permute(0, 2, 3, 1)
-        .cpu()
-        .numpy()
-    )
+    return to_uint8(x).transpose(0, 2, 3, 1)
 
 
 @torch.no_grad()

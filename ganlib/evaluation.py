@@ -16,7 +16,7 @@ from .data.versions import short_key
 from .metrics import FeatureBackbone, FeatureStats, evaluate_samples, get_backbone, load_domain_backbone
 from .metrics.backbones.domain import cache_path
 from .models import Generator
-from .training import to_model_range
+from .pixels import to_model_range
 
 
 @dataclass

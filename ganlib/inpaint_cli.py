@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .pixels import to_uint8
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gan-inpaint", description=__doc__.split("\n\n")[0])
@@ -54,7 +56,7 @@ def write_png(image: np.ndarray, path: str | Path) -> Path:
     """float [C, H, W] in [-1, 1] -> PNG."""
     from PIL import Image
 
-    arr = np.rint(np.clip((image + 1.0) * 127.5, 0, 255)).astype(np.uint8)
+    arr = to_uint8(image)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).save(path)

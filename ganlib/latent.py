@@ -21,42 +21,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import latent_paths
 from .models.base import Generator
 
 STYLE_BANDS = ("coarse", "middle", "fine")
 
 
 # ------------------------------------------------------------------------------------------------ paths
-def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """[D], [D], [T] -> [T, D]: the straight line from ``z0`` (t=0) to ``z1`` (t=1)."""
-    t = t.to(torch.float64)[:, None]
-    return (1 - t) * z0.to(torch.float64) + t * z1.to(torch.float64)
-
-
-def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """[D], [D], [T] -> [T, D] along the great circle (White 2016): Gaussian latents concentrate near a
-    sphere, and a straight line between two of them cuts through its low-density interior. Falls back to
-    lerp when the latents are (nearly) parallel. Same formula as ``ganlib.serving.slerp``."""
-    a, b = z0.to(torch.float64), z1.to(torch.float64)
-    cos = torch.dot(a, b) / (a.norm() * b.norm() + 1e-12)
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))
-    if torch.sin(omega) < 1e-6:
-        return lerp(a, b, t)
-    t = t.to(torch.float64)[:, None]
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
 def interpolation_path(
     z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool = True
 ) -> torch.Tensor:
-    """``steps`` latents (float32 [steps, D]) evenly spaced in t from ``z0`` to ``z1``, endpoints included."""
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps}")
-    z0, z1 = z0.detach().reshape(-1).cpu(), z1.detach().reshape(-1).cpu()
-    if z0.shape != z1.shape:
-        raise ValueError(f"z0 and z1 differ in shape: {list(z0.shape)} vs {list(z1.shape)}")
-    t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
-    return (slerp if spherical else lerp)(z0, z1, t).to(torch.float32)
+    """``steps`` latents (float32 [steps, D]) evenly spaced in t from ``z0`` to ``z1``, endpoints included:
+    ``ganlib.latent_paths.interpolation_path`` (float64, shared with the consumer) on tensors."""
+    path = latent_paths.interpolation_path(
+        z0.detach().reshape(-1).cpu().numpy(), z1.detach().reshape(-1).cpu().numpy(), steps, spherical
+    )
+    return torch.from_numpy(path)
 
 
 def _device(generator: torch.nn.Module) -> torch.device:

@@ -25,7 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from . import viz
+from . import pixels, viz
+from .latent_paths import interpolation_path, slerp
 from .store import (
     ChecksumError,
     ManifestError,
@@ -148,7 +149,7 @@ def pull(
 # ------------------------------------------------------------------------------------------------ images
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C]."""
-    return viz.to_uint8(images).transpose(0, 2, 3, 1)
+    return pixels.to_uint8(images).transpose(0, 2, 3, 1)
 
 
 make_grid = viz.grid_nhwc  # uint8 [N, H, W, C] -> one uint8 [H', W', C] image
@@ -164,32 +165,6 @@ def to_png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Spherical interpolation (the path Gaussian latents actually live near); lerp when nearly parallel."""
-    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
-    t = np.asarray(t, np.float64)[:, None]
-    cos = np.dot(z0, z1) / (np.linalg.norm(z0) * np.linalg.norm(z1) + 1e-12)
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))
-    if np.sin(omega) < 1e-6:
-        return (1 - t) * z0 + t * z1
-    return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
-
-
-def interpolation_path(z0: np.ndarray, z1: np.ndarray, steps: int, spherical: bool = True) -> np.ndarray:
-    """``steps`` latents (float32 [steps, D]) evenly spaced in t from ``z0`` to ``z1``, endpoints included;
-    the same path as ``ganlib.latent.interpolation_path`` (both compute in float64)."""
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps}")
-    z0, z1 = np.ravel(z0), np.ravel(z1)
-    if z0.shape != z1.shape:
-        raise ValueError(f"z0 and z1 differ in shape: {list(z0.shape)} vs {list(z1.shape)}")
-    t = np.linspace(0.0, 1.0, steps)
-    if spherical:
-        return slerp(z0, z1, t).astype(np.float32)
-    z0, z1 = z0.astype(np.float64), z1.astype(np.float64)
-    return ((1 - t[:, None]) * z0 + t[:, None] * z1).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ runtime

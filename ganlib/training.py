@@ -44,6 +44,7 @@ from .devices import select_device
 from .egan import evolve_generator
 from .losses import discriminator_loss, feature_matching_loss, generator_loss, gradient_penalty, r1_penalty
 from .models import ModelSpec, build_discriminator, build_generator
+from .pixels import to_model_range
 
 
 class NonFiniteLossError(RuntimeError):
@@ -160,10 +161,6 @@ class _ImageBatches(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.images)
-
-
-def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
-    return images_uint8.float().div_(127.5).sub_(1.0)
 
 
 @torch.no_grad()

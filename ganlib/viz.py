@@ -10,11 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] float NCHW -> uint8 NCHW (round half to even)."""
-    x = np.clip((np.asarray(images, dtype=np.float32) + 1.0) * 127.5, 0, 255)
-    return np.rint(x).astype(np.uint8)
+from .pixels import to_uint8
 
 
 def grid_nhwc(

@@ -10,7 +10,8 @@ from ganlib_helpers import digits_split
 from ganlib.config import load_config
 from ganlib.metrics import FeatureStats, frechet_distance, reference_stats, train_domain_backbone
 from ganlib.models import build_generator
-from ganlib.training import model_spec_for, to_model_range, train
+from ganlib.pixels import to_model_range
+from ganlib.training import model_spec_for, train
 
 SMALL = {"model": {"z_dim": 32, "g_width": 8, "d_width": 8}}
 # Per config: steps and any override a 150-step run needs (WGAN-GP's 1e-4 and 5 critic steps are tuned

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...pixels import to_model_range
 from .base import FeatureBackbone, state_dict_sha256
 
 INPUT_SIZE = 32  # every image is resized to 32x32 before the network
@@ -133,7 +134,7 @@ def _as_float_images(images: np.ndarray) -> torch.Tensor:
     if arr.ndim != 4:
         raise ValueError(f"images must be [N, C, H, W]; got shape {arr.shape}")
     if arr.dtype == np.uint8:
-        return torch.from_numpy(arr.astype(np.float32) / 127.5 - 1.0)
+        return torch.from_numpy(to_model_range(arr))
     t = torch.from_numpy(arr.astype(np.float32))
     if float(t.min()) < -1.001 or float(t.max()) > 1.001:
         raise ValueError("float images must be in [-1, 1] (or pass uint8 in [0, 255])")
