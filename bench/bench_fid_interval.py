@@ -19,8 +19,8 @@ def run(
 ):
     from ganlib.config import load_config
     from ganlib.data.shards import load_split
-    from ganlib.evaluation import build_backbone, compute_reference, score_generator, score_real_floor
     from ganlib.models import load_generator
+    from ganlib.scoring import build_backbone, compute_reference, score_generator, score_real_floor
     from ganlib.training import train
 
     if not (data / "meta.json").is_file():

@@ -23,9 +23,9 @@ def direct(root: Path) -> float:
     from ganlib.data.preprocess import load_params, preprocess
     from ganlib.data.shards import load_split
     from ganlib.data.sources import digits_images, ingest_arrays
-    from ganlib.evaluation import build_backbone, compute_reference, score_generator
     from ganlib.export import check_parity, export_onnx
     from ganlib.models import load_generator
+    from ganlib.scoring import build_backbone, compute_reference, score_generator
     from ganlib.store import open_store, publish
     from ganlib.training import train
     from pipelines.resources import REPO_ROOT

@@ -173,7 +173,7 @@ print("BENCH", json.dumps({"work_s": time.perf_counter() - t0}))
 REFERENCE = """
 import sys, time, json
 from pathlib import Path
-from ganlib.evaluation import compute_reference
+from ganlib.scoring import compute_reference
 from ganlib.metrics.backbones.domain import DomainBackbone, DomainNet, DomainNetConfig
 net = DomainNet(DomainNetConfig("classifier", 3, 10))  # untrained: the pass over the data is what is timed
 t0 = time.perf_counter()

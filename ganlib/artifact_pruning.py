@@ -13,11 +13,11 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import GANConfig
 from .dissect import dissect, save_strip
-from .evaluation import load_backbone, load_reference, score_generator
 from .metrics import frechet_distance
 from .metrics.stats import FeatureStats
 from .models import load_discriminator, load_generator
 from .prune import ablate, count_params, prune_units
+from .scoring import load_backbone, load_reference, score_generator
 
 
 def _fid_fn(backbone, reference: FeatureStats):

@@ -32,7 +32,7 @@ def code_version(*paths: str) -> str:
 
 # What each asset runs, beyond its own module under pipelines/assets/.
 DATA = ("ganlib/data", "pipelines/assets/data.py", "pipelines/dvc.py")
-REFERENCE = ("ganlib/evaluation.py", "ganlib/metrics", "pipelines/assets/model.py")
+REFERENCE = ("ganlib/scoring.py", "ganlib/metrics", "pipelines/assets/model.py")
 TRAINING = (
     "ganlib/training.py",
     "ganlib/models",
@@ -43,6 +43,6 @@ TRAINING = (
     "ganlib/config.py",
     "pipelines/assets/model.py",
 )
-EVALUATION = (*REFERENCE, "ganlib/latent.py", "pipelines/gates.py")
+EVALUATION = (*REFERENCE, "ganlib/latent.py", "pipelines/gate_decisions.py")
 PRUNING = (*EVALUATION, "ganlib/dissect.py", "ganlib/prune.py", "ganlib/artifact_pruning.py")
 EXPORT = ("ganlib/export.py", "ganlib/store.py", "pipelines/assets/export.py", "pipelines/provenance.py")

@@ -13,7 +13,7 @@ import dagster as dg
 from ganlib.config import GANConfig
 from ganlib.data.versions import short_key
 from ganlib.store import sha256_file
-from pipelines import gates
+from pipelines import gate_decisions
 from pipelines.code_versions import EVALUATION, PRUNING, REFERENCE, TRAINING, code_version
 from pipelines.metadata import image, table
 from pipelines.provenance import ChainBroken, refusals_tagged, require_equal, require_file
@@ -71,7 +71,7 @@ def fid_reference(
     gan_config: GanConfigResource,
     compute: ComputeResource,
 ) -> dg.Output[FidReference]:
-    from ganlib.evaluation import build_backbone, compute_reference
+    from ganlib.scoring import build_backbone, compute_reference
 
     cfg = gan_config.load()
     data_hash = processed_dataset.data_hash
@@ -269,10 +269,10 @@ def generator_evaluation(
     compute: ComputeResource,
     object_store: ObjectStoreResource,
 ) -> dg.Output[Evaluation]:
-    from ganlib.evaluation import load_backbone, score_generator, score_onnx_generator, score_real_floor
     from ganlib.latent import save_interpolation_strip
     from ganlib.models import load_generator
     from ganlib.samples import save_samples
+    from ganlib.scoring import load_backbone, score_generator, score_onnx_generator, score_real_floor
     from ganlib.viz import save_score_history
 
     stage = "generator_evaluation"
@@ -297,7 +297,7 @@ def generator_evaluation(
         workspace,
         lambda path: score_onnx_generator(path, backbone, stats, cfg.eval, data_hash),
     )
-    decision = gates.fid_gate(
+    decision = gate_decisions.fid_gate_decision(
         score,
         champion,
         fid_max=cfg.eval.fid_max,
@@ -389,7 +389,7 @@ def pruned_generator(
     object_store: ObjectStoreResource,
 ) -> dg.Output[PrunedGenerator]:
     from ganlib.artifact_pruning import dissect_and_prune
-    from ganlib.evaluation import load_backbone, score_onnx_generator
+    from ganlib.scoring import load_backbone, score_onnx_generator
 
     stage = "pruned_generator"
     with refusals_tagged(context):
@@ -435,7 +435,7 @@ def pruned_generator(
         ),
     )
     pruned_sha = sha256_file(result["checkpoint"])[0]
-    decision = gates.prune_gate(
+    decision = gate_decisions.prune_gate_decision(
         result["fid_before"],
         result["score_after"],
         champion,

@@ -17,7 +17,7 @@ import pytest
 from workspace_helpers import make_workspace, materialize_tiny, step_failure
 
 from ganlib.store import sha256_file
-from pipelines import gates
+from pipelines import gate_decisions
 from pipelines.types import Evaluation, PrunedGenerator, TrainedGenerator
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def test_eval_only_change_reevaluates_without_retraining_and_rescored_champion(c
     assert champion["seeds"] == evaluation.score["seeds"]
     assert evaluation.gate.champion_fid == champion["fid"]
     # The decision is the one both fresh numbers give.
-    again = gates.fid_gate(
+    again = gate_decisions.fid_gate_decision(
         evaluation.score,
         champion,
         fid_max=9.0e5,

@@ -3,7 +3,7 @@ the assets in test_provenance.py)."""
 
 from __future__ import annotations
 
-from pipelines import gates
+from pipelines import gate_decisions
 
 
 def _score(
@@ -29,7 +29,7 @@ def _champion(fid: float, **kw) -> dict:
 
 
 def _gate(score: dict, champion: dict | None, fid_max: float = 45.0, tolerance: float = 0.1):
-    return gates.fid_gate(
+    return gate_decisions.fid_gate_decision(
         score, champion, fid_max=fid_max, tolerance=tolerance, judged_sha256="c" * 64, settings_digest="e"
     )
 
@@ -72,7 +72,7 @@ def test_unscorable_champion_is_said_not_compared():
 
 
 def _prune(after: dict, champion: dict | None, before: float = 20.0):
-    return gates.prune_gate(
+    return gate_decisions.prune_gate_decision(
         before,
         after,
         champion,

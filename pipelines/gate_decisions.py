@@ -45,7 +45,7 @@ def _champion_check(
     return True, f"{what} FID {fid:.3f} not worse than {where} beyond +{tolerance:.0%}", champ
 
 
-def fid_gate(
+def fid_gate_decision(
     score: dict[str, Any],
     champion: dict[str, Any] | None,
     *,
@@ -76,7 +76,7 @@ def fid_gate(
     )
 
 
-def prune_gate(
+def prune_gate_decision(
     fid_before: float,
     pruned_score: dict[str, Any],
     champion: dict[str, Any] | None,
