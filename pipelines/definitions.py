@@ -19,7 +19,7 @@ from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreR
 from pipelines.stale_runs import free_dead_runs, launching_without_daemon
 
 SOURCES = [ingest_params, preprocess_params]
-ASSETS = [
+_CHAIN = [
     raw_images,
     processed_dataset,
     fid_reference,
@@ -28,7 +28,17 @@ ASSETS = [
     pruned_generator,
     onnx_generator,
 ]
+# Declarative alternative to new_raw_data_sensor: each asset materializes once its upstream has new data
+# (an observed params or source-folder change), through the gates. Off until its sensor is turned on.
+ASSETS = [a.with_attributes(automation_condition=dg.AutomationCondition.eager()) for a in _CHAIN]
 CHECKS = [fid_gate, prune_gate]
+eager_automation = dg.AutomationConditionSensorDefinition(
+    "eager_on_new_data",
+    target=dg.AssetSelection.all(include_sources=True),
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Runs the chain forward whenever params.yaml or the source folder changes (declarative "
+    "alternative to new_raw_data_sensor; turn on one of the two).",
+)
 
 
 def build_resources(
@@ -68,7 +78,7 @@ def build_defs(
         asset_checks=CHECKS,
         jobs=[retrain_job],
         schedules=[weekly_retrain],
-        sensors=[new_raw_data_sensor],
+        sensors=[new_raw_data_sensor, eager_automation],
         resources=build_resources(workspace_root, store_uri, **overrides),
     )
 

@@ -47,6 +47,12 @@ class Workspace(dg.ConfigurableResource):
         p.mkdir(parents=True, exist_ok=True)
         return p
 
+    def resolve_source(self, source: str) -> str:
+        """A relative image-folder path in params.yaml is relative to the workspace, not the process's cwd."""
+        if source == "digits" or source.startswith(("torchvision:", "s3://")) or Path(source).is_absolute():
+            return source
+        return str(self.path / source)
+
     def params(self) -> dict[str, Any]:
         import yaml
 

@@ -37,7 +37,7 @@ def raw_images(
     params = workspace.params().get("ingest", {})
     name, source = params.get("name", "digits"), str(params.get("source", "digits"))
     raw_dir = workspace.raw_dir(name)
-    resolved = _resolve(source, workspace)
+    resolved = workspace.resolve_source(source)
     record_file = workspace.outputs("raw_images") / f"{name}.ingest.json"
     unchanged = unchanged_ingest(
         record_file, resolved, params, raw_dir, workspace.path / f"data/raw/{name}.dvc"
@@ -85,13 +85,6 @@ def _raw_output(name: str, source: str, raw_dir: Path, record: dict, workspace: 
             "preview": image(preview, "raw preview", workspace.outputs()),
         },
     )
-
-
-def _resolve(source: str, workspace: Workspace) -> str:
-    """A relative image-folder path in params.yaml is relative to the workspace, not the process's cwd."""
-    if source == "digits" or source.startswith(("torchvision:", "s3://")) or Path(source).is_absolute():
-        return source
-    return str(workspace.path / source)
 
 
 def _preview(raw_dir, n: int = 64):
