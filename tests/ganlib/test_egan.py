@@ -100,7 +100,8 @@ def test_fitness_matches_the_paper_and_the_fittest_child_survives() -> None:
         torch.testing.assert_close(p, ref, rtol=0, atol=1e-6, msg=name)
     ref_state = child_opt.state_dict()["state"]
     for k, v in opt.state_dict()["state"].items():
-        torch.testing.assert_close(v["exp_avg"], ref_state[k]["exp_avg"], rtol=0, atol=1e-7)
+        # Two separately computed backward passes may differ in the last bit (float32 reductions): 1e-6 relative.
+        torch.testing.assert_close(v["exp_avg"], ref_state[k]["exp_avg"], rtol=1e-6, atol=1e-7)
     # D is left exactly as it was (weights, BN statistics) and still trainable.
     for k, v in D.state_dict().items():
         assert torch.equal(v, d_before[k]), k

@@ -11,7 +11,7 @@ from pathlib import Path
 import tomllib
 import yaml
 
-from pipelines.definitions import ASSETS
+from pipelines.definitions import ASSETS, SOURCES
 from pipelines.resources import REPO_ROOT
 
 
@@ -30,7 +30,7 @@ def test_dg_list_defs_lists_every_asset():
     result = _dg("list", "defs", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     listed = {a["asset_key"] for a in json.loads(result.stdout)["assets"]}
-    assert listed == {a.key.to_user_string() for a in ASSETS}
+    assert listed == {a.key.to_user_string() for a in [*SOURCES, *ASSETS]}
 
 
 def test_one_location_name_everywhere():
