@@ -40,7 +40,7 @@ test: setup
 	$(BIN)/python -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 ui: setup
 	# dagster dev (location gan_workflow, from pyproject's [tool.dagster]) + the image server on 127.0.0.1:3001
