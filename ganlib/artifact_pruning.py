@@ -16,7 +16,7 @@ from .dissect import dissect, save_strip
 from .metrics import frechet_distance
 from .metrics.stats import FeatureStats
 from .models import load_discriminator, load_generator
-from .prune import ablate, count_params, prune_units
+from .prune import SITES, ablate, count_params, prunable_layers, prune_units
 from .scoring import load_backbone, load_reference, score_generator
 
 
@@ -74,6 +74,21 @@ def confirm_jointly(generator, report, fid_fn, cfg: GANConfig, device: str) -> d
     return chosen
 
 
+def _why_nothing_removed(generator, cfg: GANConfig) -> str:
+    """One line for the user: why the pruned model is the trained one."""
+    if not cfg.dissect.enabled or cfg.dissect.max_remove == 0:
+        return "nothing removed: pruning is off (dissect.enabled is false or dissect.max_remove is 0)"
+    if not prunable_layers(generator):
+        return (
+            f"nothing removed: a {generator.spec.family} generator has no layer whose units can be removed "
+            f"exactly (exact pruning covers {', '.join(sorted(SITES))}); the dissection is a report only"
+        )
+    return (
+        "nothing removed: no unit of a prunable layer both raised D's realism score and lowered FID when "
+        "ablated, and improved FID jointly on fresh latents"
+    )
+
+
 def dissect_and_prune(
     checkpoint: str | Path,
     cfg: GANConfig,
@@ -120,6 +135,7 @@ def dissect_and_prune(
         if units:
             strip = str(save_strip(generator, units, out_dir / "before_after.png"))
 
+    note = f"removed {sum(map(len, units.values()))} units" if units else _why_nothing_removed(generator, cfg)
     pruned = prune_units(generator, units) if units else copy.deepcopy(generator)
     after = score(pruned) if units else before
     pruned_state = {**state, "model_spec": pruned.spec.to_dict(), "generator_ema": pruned.cpu().state_dict()}
@@ -131,6 +147,7 @@ def dissect_and_prune(
         "checkpoint": str(path),
         "removed": units,
         "units_removed": sum(len(v) for v in units.values()),
+        "note": note,
         "params_before": count_params(generator),
         "params_after": count_params(pruned),
         "fid_before": before["fid"],

@@ -77,6 +77,9 @@ class TrainConfig(_Strict):
     betas: tuple[_Beta, _Beta] = (0.5, 0.999)
     n_critic: int = Field(1, ge=1, description="D steps per G step")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    ema_rampup: float | None = Field(
+        0.05, gt=0.0, description="EMA half-life at most this share of the images seen; null = off"
+    )
     diffaugment: list[Literal["translation", "cutout", "color"]] = Field(default_factory=list)
     checkpoint_every: int = Field(500, ge=1)
     seed: int = 0

@@ -42,6 +42,7 @@ from .config import GANConfig
 from .data.shards import Split
 from .devices import select_device
 from .egan import evolve_generator
+from .ema import ema_beta, recalibrate_batchnorm, update_ema
 from .losses import discriminator_loss, feature_matching_loss, generator_loss, gradient_penalty, r1_penalty
 from .models import ModelSpec, build_discriminator, build_generator
 from .pixels import to_model_range
@@ -161,14 +162,6 @@ class _ImageBatches(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.images)
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-        pe.lerp_(pm.detach(), 1.0 - decay)
-    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
-        be.copy_(bm)  # BatchNorm running stats (and w_avg) follow the live model
 
 
 def train(
@@ -304,6 +297,8 @@ def train(
     def save(step: int) -> None:
         nonlocal last_saved
         check_finite(step)  # never write a checkpoint from a run whose losses went non-finite
+        # The EMA weights' own BN statistics (a pure function of them and the seed: resume stays exact).
+        recalibrate_batchnorm(G_ema, local_bs, tc.seed)
         for name, module in (("generator", G), ("discriminator", D), ("EMA generator", G_ema)):
             if not all(
                 torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()
@@ -407,8 +402,9 @@ def train(
             scaler.scale(loss_g).backward(inputs=g_params)
             scaler.step(opt_g)
         scaler.update()
-        # EMA warm-up: early on the average would mostly hold the random init, so ramp the decay.
-        update_ema(G_ema, G, min(tc.ema_decay, (1 + step) / (10 + step)))
+        # EMA ramp-up: early on the average would mostly hold the random init, so its half-life grows with
+        # the images seen (StyleGAN2-ADA).
+        update_ema(G_ema, G, ema_beta(step, tc.batch_size, tc.ema_decay, tc.ema_rampup))
 
         # --- bookkeeping ---
         # Sum losses on the device (no sync per step); the history holds each interval's mean, so the

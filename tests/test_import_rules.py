@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from pipelines.resources import REPO_ROOT
 

@@ -35,20 +35,23 @@ def tiny_overrides(**sections: dict) -> dict:
     return merged
 
 
-def tiny_config(**sections: dict):
-    """The gan_config resource for the tiny config, with ``sections`` merged over it."""
+def tiny_config(config_name: str = "default", **sections: dict):
+    """The gan_config resource for ``configs/<config_name>.yaml`` made tiny, with ``sections`` merged over it."""
     from pipelines.resources import GanConfigResource
 
-    return GanConfigResource.with_overrides("default", tiny_overrides(**sections))
+    return GanConfigResource.with_overrides(config_name, tiny_overrides(**sections))
 
 
-def materialize_tiny(ws: Path, store: Path, selection=None, instance=None, **sections: dict):
-    """Materialize (a selection of) the chain in-process on the tiny config, as a user's launch would."""
+def materialize_tiny(
+    ws: Path, store: Path, selection=None, instance=None, config_name: str = "default", **sections: dict
+):
+    """Materialize (a selection of) the chain in-process on a shipped config made tiny, as a user's launch
+    would."""
     import dagster as dg
 
     from pipelines.definitions import ASSETS, CHECKS, build_resources
 
-    resources = build_resources(ws, str(store), gan_config=tiny_config(**sections))
+    resources = build_resources(ws, str(store), gan_config=tiny_config(config_name, **sections))
     return dg.materialize(
         [*ASSETS, *CHECKS],
         resources=resources,

@@ -463,9 +463,12 @@ def pruned_generator(
         gate=decision,
         report_path=str(report_path),
     )
-    report_path.write_text(json.dumps({**pruned.model_dump(mode="json"), "table": result["table"]}, indent=2))
+    context.log.info(result["note"])
+    report = {**pruned.model_dump(mode="json"), "note": result["note"], "table": result["table"]}
+    report_path.write_text(json.dumps(report, indent=2))
     metadata = {
         "units_removed": result["units_removed"],
+        "pruning": result["note"],
         "removed": dg.MetadataValue.json(result["removed"]),
         "params_before": result["params_before"],
         "params_after": result["params_after"],

@@ -169,17 +169,6 @@ def test_batch_order_is_deterministic_and_ranks_are_disjoint() -> None:
         assert torch.equal(torch.cat([x0, x1]), g)  # disjoint halves of the same global batch
 
 
-def test_ema_update_is_a_lerp_and_copies_buffers() -> None:
-    model, ema = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor([1.0, 3.0]))
-        ema.weight.copy_(torch.tensor([0.0, 1.0]))
-        model.running_mean.fill_(5.0)
-    training.update_ema(ema, model, decay=0.9)
-    torch.testing.assert_close(ema.weight.data, torch.tensor([0.1, 1.2]))  # 0.9 * ema + 0.1 * model
-    torch.testing.assert_close(ema.running_mean, torch.full((2,), 5.0))  # BN statistics follow the model
-
-
 def test_device_selection() -> None:
     assert select_device("cpu").type == "cpu"
     assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
