@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from ganlib.evaluation import build_backbone, compute_reference, score_generator, score_real_floor
+    from ganlib.scoring import build_backbone, compute_reference, score_generator, score_real_floor
 
     from ganlib.config import load_config, parse_overrides
     from ganlib.data.preprocess import load_params, preprocess
