@@ -16,13 +16,12 @@ from pathlib import Path
 
 
 def main() -> None:
-    from ganlib.scoring import build_backbone, compute_reference, score_generator, score_real_floor
-
     from ganlib.config import load_config, parse_overrides
     from ganlib.data.preprocess import load_params, preprocess
     from ganlib.data.shards import load_split
     from ganlib.data.sources import digits_images, ingest_arrays
     from ganlib.models import load_generator
+    from ganlib.scoring import build_backbone, compute_reference, score_generator, score_real_floor
     from ganlib.training import train
     from pipelines.resources import REPO_ROOT
 
