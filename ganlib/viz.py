@@ -62,12 +62,7 @@ def save_loss_plot(history: dict[str, list[float]], path: str | Path, title: str
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_score_history(
@@ -96,6 +91,13 @@ def save_score_history(
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write and close a matplotlib figure (closing frees it: the pipeline draws many)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,14 +35,18 @@ def _champion_check(
     interval = score.get("fid_ci_fake_only") or score["fid_ci"]
     fid, ci_low, champ = float(score["fid"]), float(interval[0]), float(champion["fid"])
     limit = champ * (1 + tolerance)
-    where = f"champion {champion.get('version')} re-scored in this run: {champ:.3f}"
+    where = f"champion {champion.get('version')} (re-scored in this run: {champ:.3f})"
     if fid > limit and ci_low > limit:
         return (
             False,
             f"{what} FID {fid:.3f} (CI low {ci_low:.3f}) is worse than {where} +{tolerance:.0%}",
             champ,
         )
-    return True, f"{what} FID {fid:.3f} not worse than {where} beyond +{tolerance:.0%}", champ
+    return (
+        True,
+        f"{what} FID {fid:.3f} (CI low {ci_low:.3f}) is no real regression beyond +{tolerance:.0%} of {where}",
+        champ,
+    )
 
 
 def fid_gate_decision(
@@ -63,16 +67,8 @@ def fid_gate_decision(
     ok, reason, champ = _champion_check(score, champion, tolerance, "this model's")
     passed &= ok
     reasons.append(reason)
-    return GateDecision(
-        gate="fid_gate",
-        passed=passed,
-        reasons=reasons,
-        judged_sha256=judged_sha256,
-        settings_digest=settings_digest,
-        fid=fid,
-        limit=fid_max,
-        champion_fid=champ,
-        champion_version=(champion or {}).get("version") if champ is not None else None,
+    return _decision(
+        "fid_gate", passed, reasons, fid, fid_max, champ, champion, judged_sha256, settings_digest
     )
 
 
@@ -96,13 +92,37 @@ def prune_gate_decision(
     reasons = [f"FID after pruning {fid_after:.3f} vs before {fid_before:.3f}: {verdict} +{tolerance:.0%}"]
     ok, reason, champ = _champion_check(pruned_score, champion, champion_tolerance, "the pruned model's")
     reasons.append(reason)
+    return _decision(
+        "prune_gate",
+        passed and ok,
+        reasons,
+        fid_after,
+        limit,
+        champ,
+        champion,
+        judged_sha256,
+        settings_digest,
+    )
+
+
+def _decision(
+    gate: str,
+    passed: bool,
+    reasons: list[str],
+    fid: float,
+    limit: float,
+    champ: float | None,
+    champion: dict[str, Any] | None,
+    judged_sha256: str,
+    settings_digest: str,
+) -> GateDecision:
     return GateDecision(
-        gate="prune_gate",
-        passed=passed and ok,
+        gate=gate,
+        passed=passed,
         reasons=reasons,
         judged_sha256=judged_sha256,
         settings_digest=settings_digest,
-        fid=fid_after,
+        fid=fid,
         limit=limit,
         champion_fid=champ,
         champion_version=(champion or {}).get("version") if champ is not None else None,

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pytest
-from workspace_helpers import make_workspace, tiny_overrides
+from workspace_helpers import make_workspace, materialize_tiny
 
-from pipelines.definitions import ASSETS, CHECKS, build_resources
-from pipelines.resources import GanConfigResource
+from pipelines.definitions import ASSETS
 
 pytestmark = pytest.mark.slow
 
-
-def _materialize(ws: Path, store: Path, overrides: str, selection=None, instance=None):
-    resources = build_resources(
-        ws, str(store), gan_config=GanConfigResource.with_overrides("default", overrides)
-    )
-    return dg.materialize(
-        [*ASSETS, *CHECKS],
-        resources=resources,
-        selection=selection,
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+FAILING = {"eval": {"fid_max": 1e-9}, "train": {"steps": 20}}  # a model no gate lets through
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +22,7 @@ def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("chain")
     ws, store = make_workspace(root / "ws"), root / "store"
     instance = dg.DagsterInstance.ephemeral()
-    result = _materialize(ws, store, tiny_overrides(), instance=instance)
+    result = materialize_tiny(ws, store, instance=instance)
     return ws, store, result, instance
 
 
@@ -111,12 +98,8 @@ def test_onnx_output_matches_torch_in_a_fresh_process(chain, tmp_path):
 def test_second_run_reuses_dvc_and_checkpoint(chain):
     """Re-materializing with unchanged data and params: DVC skips the stage, training resumes at the end."""
     ws, store, _, instance = chain
-    result = _materialize(
-        ws,
-        store,
-        tiny_overrides(),
-        selection=["raw_images", "processed_dataset", "trained_generator"],
-        instance=instance,
+    result = materialize_tiny(
+        ws, store, selection=["raw_images", "processed_dataset", "trained_generator"], instance=instance
     )
     assert result.success
     processed = _meta(result, "processed_dataset")
@@ -126,8 +109,7 @@ def test_second_run_reuses_dvc_and_checkpoint(chain):
 
 def test_failed_fid_gate_stops_downstream_and_uploads_nothing(tmp_path):
     ws, store = make_workspace(tmp_path / "ws"), tmp_path / "store"
-    overrides = tiny_overrides(eval={"fid_max": 1e-9}, train={"steps": 20})
-    result = _materialize(ws, store, overrides)
+    result = materialize_tiny(ws, store, **FAILING)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["fid_gate"].passed is False
     materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
@@ -140,7 +122,6 @@ def test_export_alone_refuses_an_ungated_model(tmp_path):
     """A single-asset materialization of onnx_generator runs no upstream checks: the asset re-reads the gate."""
     ws, store = make_workspace(tmp_path / "ws"), tmp_path / "store"
     instance = dg.DagsterInstance.ephemeral()
-    overrides = tiny_overrides(eval={"fid_max": 1e-9}, train={"steps": 20})
     # Build everything up to the pruned generator while ignoring the gate (checks not selected).
     upstream = [
         "raw_images",
@@ -150,15 +131,15 @@ def test_export_alone_refuses_an_ungated_model(tmp_path):
         "generator_evaluation",
         "pruned_generator",
     ]
-    first = _materialize(
+    first = materialize_tiny(
         ws,
         store,
-        overrides,
         selection=dg.AssetSelection.assets(*upstream).without_checks(),
         instance=instance,
+        **FAILING,
     )
     assert first.success
-    second = _materialize(ws, store, overrides, selection=["onnx_generator"], instance=instance)
+    second = materialize_tiny(ws, store, selection=["onnx_generator"], instance=instance, **FAILING)
     assert not second.success
     failure = next(e for e in second.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.message

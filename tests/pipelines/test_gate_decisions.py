@@ -47,7 +47,7 @@ def test_regression_beyond_tolerance_fails_and_within_passes():
     bad = _gate(_score(25.0, (24.0, 26.0)), _champion(20.0))
     assert ok.passed and ok.champion_fid == 20.0 and ok.champion_version == "v1"
     assert not bad.passed
-    assert "worse than champion v1 re-scored in this run: 20.000" in " ".join(bad.reasons)
+    assert "worse than champion v1 (re-scored in this run: 20.000)" in " ".join(bad.reasons)
 
 
 def test_noise_alone_cannot_fail_a_model():
