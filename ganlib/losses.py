@@ -5,9 +5,14 @@ All functions take raw discriminator logits (no sigmoid applied) and return a sc
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .config import LossConfig
 
 LOSS_KINDS = ("nonsaturating", "minimax", "hinge", "wgan_gp", "lsgan")
 
@@ -66,3 +71,53 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
     """Salimans et al. 2016: ||E f(x) - E f(G(z))||_2^2 on D's intermediate features f (real side detached)."""
     return (real_features.detach().mean(0) - fake_features.mean(0)).square().sum()
+
+
+# --- the objectives the training loop minimises, composed from the configured terms (stylegan2-ada keeps
+# these out of the loop too) ---------------------------------------------------------------------------------
+
+Autocast = Callable[[], contextlib.AbstractContextManager]
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+def discriminator_objective(
+    lc: LossConfig,
+    D: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    y: torch.Tensor | None,
+    augment: Augment,
+    autocast: Autocast,
+) -> torch.Tensor:
+    """D's loss on a real and a fake batch: the adversarial term (under autocast), plus the gradient
+    penalty (wgan_gp) and R1 in full precision. ``real`` must require grad when ``lc.r1_gamma > 0``."""
+    with autocast():
+        real_logits = D(augment(real), y)
+        fake_logits = D(augment(fake), y)
+        loss = discriminator_loss(lc.kind, real_logits.float(), fake_logits.float(), lc.label_smoothing)
+    if lc.kind == "wgan_gp":
+        loss = loss + lc.gp_weight * gradient_penalty(D, real, fake, y)
+    if lc.r1_gamma > 0:
+        loss = loss + 0.5 * lc.r1_gamma * r1_penalty(real_logits.float(), real)
+    return loss
+
+
+def generator_objective(
+    lc: LossConfig,
+    D: nn.Module,
+    fake: torch.Tensor,
+    y_fake: torch.Tensor | None,
+    real: torch.Tensor,
+    y_real: torch.Tensor | None,
+    augment: Augment,
+    autocast: Autocast,
+) -> torch.Tensor:
+    """G's loss on a fake batch: the adversarial term, plus Salimans' feature matching against ``real``."""
+    with autocast():
+        fake_logits, fake_feats = D(augment(fake), y_fake, return_features=True)
+        loss = generator_loss(lc.kind, fake_logits.float())
+        if lc.feature_matching > 0:
+            with torch.no_grad():
+                _, real_feats = D(augment(real), y_real, return_features=True)
+            loss = loss + lc.feature_matching * feature_matching_loss(real_feats.float(), fake_feats.float())
+    return loss

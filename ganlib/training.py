@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,13 +35,20 @@ import torch.distributed as dist
 from torch import nn
 
 from .augment import diff_augment
-from .checkpoint import load_checkpoint, remove_stale_temps, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    TrainingModules,
+    remove_stale_temps,
+    restore_training,
+    rng_state,
+    save_checkpoint,
+    training_state,
+)
 from .config import GANConfig
 from .data.shards import Split
 from .devices import select_device
 from .egan import evolve_generator
 from .ema import ema_beta, recalibrate_batchnorm, update_ema
-from .losses import discriminator_loss, feature_matching_loss, generator_loss, gradient_penalty, r1_penalty
+from .losses import discriminator_objective, generator_objective
 from .models import ModelSpec, build_discriminator, build_generator
 from .pixels import to_model_range
 
@@ -212,26 +217,8 @@ def train(
     # --- resume ---
     start_step, history = 0, {"loss_d": [], "loss_g": [], "step": []}
     if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location="cpu")  # RNG states must stay CPU tensors
-        if state["model_spec"] != spec.to_dict():
-            raise ValueError(
-                f"{ckpt_path} was trained with a different model ({state['model_spec']}); use a new out_dir"
-            )
-        G.load_state_dict(state["generator"])
-        D.load_state_dict(state["discriminator"])
-        G_ema.load_state_dict(state["generator_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        for opt, lr in ((opt_g, tc.lr_g), (opt_d, tc.lr_d)):  # the config, not the checkpoint, sets them
-            for group in opt.param_groups:
-                group["lr"], group["betas"] = lr, tc.betas
-        scaler.load_state_dict(state.get("scaler", {}))
-        rngs = state.get("rng_per_rank") or [state["rng"]]
-        if len(rngs) == world:
-            set_rng_state(rngs[rank])
-        else:  # a different number of processes: a fresh, still deterministic, stream per rank
-            torch.manual_seed(tc.seed * 7919 + 1 + rank + world * int(state["step"]))
-        start_step, history = int(state["step"]), json.loads(state["history"])
+        modules = TrainingModules(G, D, G_ema, opt_g, opt_d, scaler)
+        start_step, history = restore_training(ckpt_path, spec.to_dict(), modules, tc, rank, world)
     last_saved = start_step
 
     # --- distributed / compiled views of G and D (same parameters) ---
@@ -312,23 +299,8 @@ def train(
             dist.all_gather_object(rngs, rng_state())
         if not is_main:
             return
-        state: dict[str, Any] = {
-            "step": step,
-            "model_spec": spec.to_dict(),
-            "config": cfg.model_dump_json(),
-            "generator": G.state_dict(),
-            "discriminator": D.state_dict(),
-            "generator_ema": G_ema.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rngs[0],
-            "history": json.dumps(history),
-        }
-        if world > 1:
-            state["rng_per_rank"] = [
-                {k: v.cpu() if torch.is_tensor(v) else v for k, v in r.items()} for r in rngs
-            ]
+        modules = TrainingModules(G, D, G_ema, opt_g, opt_d, scaler)
+        state = training_state(step, spec.to_dict(), cfg.model_dump_json(), modules, rngs, history)
         save_checkpoint(state, ckpt_path)
         last_saved = step
 
@@ -352,18 +324,9 @@ def train(
             z = torch.randn(local_bs, spec.z_dim, device=device)
             if lc.r1_gamma > 0:
                 real.requires_grad_(True)
-            with autocast():
-                with torch.no_grad():
-                    fake = G_run(z, y)
-                real_logits = D_run(augment(real), y)
-                fake_logits = D_run(augment(fake), y)
-                loss_d = discriminator_loss(
-                    lc.kind, real_logits.float(), fake_logits.float(), lc.label_smoothing
-                )
-            if lc.kind == "wgan_gp":
-                loss_d = loss_d + lc.gp_weight * gradient_penalty(D_run, real, fake, y)
-            if lc.r1_gamma > 0:
-                loss_d = loss_d + 0.5 * lc.r1_gamma * r1_penalty(real_logits.float(), real)
+            with autocast(), torch.no_grad():
+                fake = G_run(z, y)
+            loss_d = discriminator_objective(lc, D_run, real, fake, y, augment, autocast)
             guard.record(loss_d, step + 1, 0)
             opt_d.zero_grad(set_to_none=True)
             scaler.scale(loss_d).backward()
@@ -387,14 +350,8 @@ def train(
             guard.record(loss_g, step + 1, 1)
         else:
             with autocast():
-                fake_logits, fake_feats = D_plain(augment(G_run(z, y_fake)), y_fake, return_features=True)
-                loss_g = generator_loss(lc.kind, fake_logits.float())
-                if lc.feature_matching > 0:
-                    with torch.no_grad():
-                        _, real_feats = D_plain(augment(real), y, return_features=True)
-                    loss_g = loss_g + lc.feature_matching * feature_matching_loss(
-                        real_feats.float(), fake_feats.float()
-                    )
+                fake = G_run(z, y_fake)
+            loss_g = generator_objective(lc, D_plain, fake, y_fake, real, y, augment, autocast)
             guard.record(loss_g, step + 1, 1)
             opt_g.zero_grad(set_to_none=True)
             # Gradients for G only: D just passes them through (and toggling its requires_grad would

@@ -10,6 +10,7 @@ import pytest
 import torch
 from ganlib_helpers import digits_split, tiny_config
 
+import ganlib.losses as losses
 import ganlib.training as training
 from ganlib.data.shards import Split
 from ganlib.devices import select_device
@@ -95,14 +96,14 @@ def test_dataloader_workers_see_the_same_batches(digits: Split, tmp_path) -> Non
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(digits: Split, tmp_path, monkeypatch) -> None:
     cfg = tiny_config(train={"steps": 6, "checkpoint_every": 2})
-    real_loss, calls = training.generator_loss, []
+    real_loss, calls = losses.generator_loss, []
 
     def poisoned(kind: str, fake: torch.Tensor) -> torch.Tensor:
         calls.append(1)
         loss = real_loss(kind, fake)
         return loss * float("nan") if len(calls) >= 4 else loss  # steps 1-3 fine, NaN in step 4
 
-    monkeypatch.setattr(training, "generator_loss", poisoned)
+    monkeypatch.setattr(losses, "generator_loss", poisoned)  # what generator_objective calls
     ckpt = tmp_path / "checkpoint.pt"
     with pytest.raises(NonFiniteLossError, match=r"diverged at step 4: the generator loss is nan") as err:
         train(cfg, digits, tmp_path, progress=False)
@@ -110,7 +111,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(digits: Split, tm
     assert torch.load(ckpt, weights_only=True)["step"] == 2  # step 3 was fine but not a checkpoint step
 
     # A resumed run that diverges leaves the file byte for byte as it was.
-    monkeypatch.setattr(training, "generator_loss", real_loss)
+    monkeypatch.setattr(losses, "generator_loss", real_loss)
     train(tiny_config(train={"steps": 2}), digits, tmp_path / "good", progress=False)
     before = (tmp_path / "good" / "checkpoint.pt").read_bytes()
     explode = tiny_config(train={"steps": 8, "checkpoint_every": 1, "lr_g": 1e30, "lr_d": 1e30})
@@ -216,14 +217,14 @@ def test_nan_names_the_first_bad_step_and_stops_within_the_check_interval(
     """checkpoint_every far away: the NaN in step 5 must still stop training at the next host check,
     name step 5 (not a checkpoint step), and leave no checkpoint behind."""
     cfg = tiny_config(train={"steps": 200, "checkpoint_every": 100, "log_every": 100})
-    real_loss, calls = training.discriminator_loss, []
+    real_loss, calls = losses.discriminator_loss, []
 
     def poisoned(kind: str, *args, **kwargs) -> torch.Tensor:
         calls.append(1)
         loss = real_loss(kind, *args, **kwargs)
         return loss * float("inf") if len(calls) >= 5 else loss  # step 5 on: inf (steps 6.. as well)
 
-    monkeypatch.setattr(training, "discriminator_loss", poisoned)
+    monkeypatch.setattr(losses, "discriminator_loss", poisoned)
     with pytest.raises(NonFiniteLossError) as err:
         train(cfg, digits, tmp_path, progress=False)
     every = training.FINITE_CHECK_EVERY
