@@ -8,27 +8,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from .config import GANConfig
+from .torchrun import torchrun_command
 from .training import TrainResult
 
 
 class TorchrunFailed(RuntimeError):
     """The torchrun job exited with an error; the message holds the end of its output."""
-
-
-def torchrun_command(
-    nproc: int, config: Path, data: str | Path, out: str | Path, backend: str | None = None
-) -> list[str]:
-    """One node's torchrun command line (``--standalone``: rendezvous on a free local port)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd += ["-m", "ganlib.train_cli", "--config", str(config), "--data", str(data), "--out", str(out)]
-    return cmd + (["--backend", backend] if backend else [])
 
 
 def train_with_torchrun(

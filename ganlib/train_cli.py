@@ -18,6 +18,10 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:  # one line per rank: ranks (on any node) that stayed in sync print the same digest
+        print(json.dumps({"rank": rank, "generator_sha256": parameters_sha256(result.generator)}), flush=True)
+    if rank == 0:
         summary = {
             "checkpoint": str(result.checkpoint),
             "steps": result.steps,
@@ -70,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         (result.checkpoint.parent / "history.json").write_text(json.dumps(result.history))
         print(json.dumps(summary))
     return 0
+
+
+def parameters_sha256(module: torch.nn.Module) -> str:
+    """sha256 over a module's parameters (names, dtypes, shapes and bytes, in name order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(module.named_parameters()):
+        t = p.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ would pick whichever was imported first.)
 
 from __future__ import annotations
 
+import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,3 +51,21 @@ def tiny_config(**sections: dict[str, Any]) -> GANConfig:
     for key, values in sections.items():
         base[key] = {**base.get(key, {}), **values}
     return parse_config(base)
+
+
+def write_processed(root: Path, resolution: int = 16, n: int = 64) -> Path:
+    """``digits_split`` written as a processed dataset (shards + meta.json), what ``train_cli --data`` reads."""
+    from ganlib.data.shards import write_split
+
+    data = digits_split(resolution, n=n)
+    write_split(root, "train", data.images, data.labels)
+    meta = {"class_names": [str(i) for i in range(10)], "resolution": resolution, "channels": 1}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

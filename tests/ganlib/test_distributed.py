@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from ganlib_helpers import free_port
 
 RUNS = {
     # name -> config sections; standard training with R1 and feature matching, and E-GAN (manual grad sync)
     "standard": dict(loss={"r1_gamma": 1.0, "feature_matching": 0.5}),
     "egan": dict(model={"family": "sngan"}, loss={"strategy": "egan", "kind": "hinge"}),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -44,7 +38,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_ranks_end_with_identical_generators(tmp_path) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     for name in RUNS:
         g0 = torch.load(tmp_path / f"{name}-rank0.pt", weights_only=True)
         g1 = torch.load(tmp_path / f"{name}-rank1.pt", weights_only=True)

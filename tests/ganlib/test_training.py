@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from ganlib_helpers import digits_split, tiny_config
+from ganlib_helpers import digits_split, tiny_config, write_processed
 
 import ganlib.losses as losses
 import ganlib.training as training
@@ -190,13 +190,9 @@ def test_unconditional_when_the_data_has_no_labels(tmp_path) -> None:
 
 
 def test_cli_trains_and_resumes(tmp_path, capsys) -> None:
-    from ganlib.data.shards import write_split
     from ganlib.train_cli import main
 
-    data = digits_split(16, n=64)
-    write_split(tmp_path / "processed", "train", data.images, data.labels)
-    meta = {"class_names": [str(i) for i in range(10)], "resolution": 16, "channels": 1}
-    (tmp_path / "processed" / "meta.json").write_text(json.dumps(meta))
+    write_processed(tmp_path / "processed")
     args = ["--config", "dcgan", "--data", str(tmp_path / "processed"), "--out", str(tmp_path / "run")]
     small = ["--set", "model.g_width=8", "--set", "model.d_width=8", "--set", "train.batch_size=16"]
     small += ["--set", "train.log_every=1"]
@@ -266,12 +262,7 @@ def test_cli_prints_one_line_on_divergence(tmp_path) -> None:
     import subprocess
     import sys
 
-    from ganlib.data.shards import write_split
-
-    data = digits_split(16, n=64)
-    write_split(tmp_path / "processed", "train", data.images, data.labels)
-    meta = {"class_names": [str(i) for i in range(10)], "resolution": 16, "channels": 1}
-    (tmp_path / "processed" / "meta.json").write_text(json.dumps(meta))
+    write_processed(tmp_path / "processed")
     sets = ["model.g_width=8", "model.d_width=8", "train.batch_size=16", "train.device=cpu"]
     sets += ["train.steps=64", "train.lr_g=1e30", "train.lr_d=1e30", "train.checkpoint_every=1000"]
     cmd = [
