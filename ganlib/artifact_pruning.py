@@ -13,11 +13,11 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import GANConfig
 from .dissect import dissect, save_strip
-from .metrics import frechet_distance
+from .metrics import FeatureBackbone, frechet_distance
 from .metrics.stats import FeatureStats
 from .models import load_discriminator, load_generator
 from .prune import SITES, ablate, count_params, prunable_layers, prune_units
-from .scoring import load_backbone, load_reference, score_generator
+from .scoring import load_reference, score_generator
 
 
 def _fid_fn(backbone, reference: FeatureStats):
@@ -93,11 +93,10 @@ def dissect_and_prune(
     checkpoint: str | Path,
     cfg: GANConfig,
     *,
-    backbone_name: str,
+    backbone: FeatureBackbone,
     reference_stats: str | Path,
     data_hash: str,
     out_dir: Path,
-    backbone_cache: Path,
     device: str = "cpu",
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +106,6 @@ def dissect_and_prune(
     if discriminator is None:
         raise ValueError(f"{checkpoint} holds no discriminator to dissect with")
     discriminator = discriminator.to(device)
-    backbone = load_backbone(backbone_name, backbone_cache, cfg.eval, device)
     reference, _ = load_reference(reference_stats)
 
     def score(g) -> dict[str, Any]:

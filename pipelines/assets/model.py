@@ -414,17 +414,17 @@ def pruned_generator(
         _require_reference_for(stage, trained_generator, fid_reference, cfg)
     device = compute.torch_device()
     out_dir = Path(trained_generator.run_dir) / "pruned"
+    # One backbone for the dissection's FIDs and the champion's re-score.
+    backbone = load_backbone(fid_reference.backbone, workspace.outputs("backbones"), cfg.eval, device)
     result = dissect_and_prune(
         trained_generator.checkpoint,
         cfg,
-        backbone_name=fid_reference.backbone,
+        backbone=backbone,
         reference_stats=fid_reference.stats_path,
         data_hash=fid_reference.data_hash,
         out_dir=out_dir,
-        backbone_cache=workspace.outputs("backbones"),
         device=device,
     )
-    backbone = load_backbone(fid_reference.backbone, workspace.outputs("backbones"), cfg.eval, device)
     champion = _champion(
         context,
         object_store,
