@@ -39,6 +39,13 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     family: Literal["dcgan", "sngan", "stylegan_lite"] = "dcgan"
+    resolution: int | None = Field(
+        None,
+        ge=8,
+        le=1024,
+        description="the image size (px) this config is built for; the processed data (params.yaml "
+        "preprocess.resolution) must match it. null = whatever the data has",
+    )
     z_dim: int = Field(64, ge=1, le=1024)
     g_width: int = Field(64, ge=4, le=1024, description="base channel width of the generator")
     d_width: int = Field(64, ge=4, le=1024, description="base channel width of the discriminator")
@@ -49,6 +56,22 @@ class ModelConfig(_Strict):
     style_mixing: float = Field(
         0.9, ge=0.0, le=1.0, description="stylegan_lite: share of samples mixing two w"
     )
+
+    @field_validator("resolution")
+    @classmethod
+    def _four_times_power_of_two(cls, v: int | None) -> int | None:
+        if v is not None and (v % 4 or (v // 4) & (v // 4 - 1)):
+            raise ValueError("every model family needs 4 * 2**k px (8, 16, 32, 64, 128, ...)")
+        return v
+
+    def check_resolution(self, data_resolution: int, data: str = "the training data") -> None:
+        """Raise ``ConfigError`` when this config is for another image size than ``data`` has."""
+        if self.resolution is not None and self.resolution != data_resolution:
+            raise ConfigError(
+                f"model.resolution is {self.resolution} but {data} is {data_resolution}px: set "
+                f"`preprocess.resolution: {self.resolution}` in params.yaml (processed_dataset then "
+                f"resizes to it), or train a config made for {data_resolution}px"
+            )
 
 
 class LossConfig(_Strict):
@@ -152,7 +175,10 @@ class GANConfig(_Strict):
         purely operational keys (which device, how often to log or checkpoint, loader workers)."""
         dumped = self.model_dump(mode="json")
         train = {k: v for k, v in dumped["train"].items() if k not in OPERATIONAL_TRAIN_KEYS}
-        blob = json.dumps({"model": dumped["model"], "loss": dumped["loss"], "train": train}, sort_keys=True)
+        # resolution: null trains on whatever the data has (its hash names the run too), so configs from
+        # before the key existed keep their digest and their run folders.
+        model = {k: v for k, v in dumped["model"].items() if not (k == "resolution" and v is None)}
+        blob = json.dumps({"model": model, "loss": dumped["loss"], "train": train}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def evaluation_digest(self) -> str:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+SUMMARY = "train-summary.json"  # rank 0's result, written next to the checkpoint
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ganlib.train_cli", description=__doc__.split("\n")[0])
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The progress bar only on a terminal: in logs it is noise around the one line that matters.
         result = train(cfg, data, args.out, resume=not args.no_resume, progress=sys.stderr.isatty())
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, ValueError) as err:  # ValueError: settings this data or world cannot take
         raise SystemExit(str(err)) from None  # one line, no traceback: the message says where and what
     finally:
         if dist.is_initialized():
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             "images_per_sec": round(result.images_per_sec, 1),
         }
         (result.checkpoint.parent / "history.json").write_text(json.dumps(result.history))
+        # On the shared --out too: a launcher that never sees this process's stdout (a Kubernetes Job's pods)
+        # reads the result from there (ganlib.distributed_launch.read_torchrun_result).
+        (result.checkpoint.parent / SUMMARY).write_text(json.dumps(summary))
         print(json.dumps(summary))
     return 0
 

@@ -106,6 +106,7 @@ def model_spec_for(cfg: GANConfig, data: Split) -> ModelSpec:
     _, channels, height, width = data.images.shape
     if height != width:
         raise ValueError(f"training needs square images, got {height}x{width}")
+    cfg.model.check_resolution(height)
     conditional = cfg.model.conditional
     if conditional is True and data.labels is None:
         raise ValueError("model.conditional is true but the dataset has no labels; set it to auto or false")

@@ -15,6 +15,7 @@ from pipelines.assets.params import ingest_params, preprocess_params
 from pipelines.checks import fid_gate, prune_gate
 from pipelines.io_manager import JsonRecordIOManager
 from pipelines.jobs import executor_from_env, new_raw_data_sensor, retrain_job, weekly_retrain
+from pipelines.multinode import KubernetesNodeLauncher
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
 from pipelines.stale_runs import free_dead_runs, launching_without_daemon
 
@@ -50,6 +51,8 @@ def build_resources(
         "workspace": ws,
         "gan_config": GanConfigResource(),
         "compute": ComputeResource(),
+        # Used only when compute.nodes > 1: the training pods as a Kubernetes Indexed Job (pipelines/multinode.py).
+        "node_launcher": KubernetesNodeLauncher(),
         "object_store": ObjectStoreResource(uri=store_uri)
         if store_uri
         else ObjectStoreResource(

@@ -1,7 +1,8 @@
 """The Kubernetes objects of a multi-node training run: an Indexed Job whose N pods each run torchrun (node
 rank = the pod's completion index) plus a headless Service that gives pod 0 a DNS name, the c10d rendezvous
-endpoint. Torch-free: rendered in the code location (or from the command line) and applied with the
-Kubernetes API (deploy/README.md, "Many nodes").
+endpoint. Torch-free. The trained_generator asset submits them through dagster-k8s (``execute_k8s_job_kwargs``,
+pipelines/multinode.py); ``render`` gives the same objects as manifests for kubectl (deploy/README.md, "Many
+nodes"):
 
     python -m pipelines.k8s_training --name gan-train-abc --nodes 2 --gpus 8 --image IMAGE:TAG \\
         --config /workspace/outputs/abc/torchrun-config.yaml --out /workspace/outputs/abc | kubectl apply -f -
@@ -28,7 +29,7 @@ class TrainingJob:
     name: str  # Job and Service name; pods are <name>-<index>.<name>
     nodes: int
     gpus_per_node: int
-    image: str
+    image: str  # "" where no image is used (every node runs on this machine: pipelines.multinode)
     config: str  # paths on the workspace volume
     out: str
     data: str = "/workspace/data/processed"
@@ -37,6 +38,10 @@ class TrainingJob:
     cpu: str = "8"
     memory: str = "32Gi"
     port: int = RDZV_PORT
+    # Where node 0's c10d store listens: None = pod 0 through the headless Service; an address when the
+    # nodes are processes of one machine.
+    rendezvous_host: str | None = None
+    python: str = "python"  # the image's interpreter
 
     def __post_init__(self) -> None:
         # Pod hostnames are <name>-<index>, which must stay a DNS label (63 characters).
@@ -52,23 +57,34 @@ class TrainingJob:
     @property
     def rendezvous(self) -> Rendezvous:
         # $(JOB_COMPLETION_INDEX): Kubernetes expands it from the env var the Job controller sets in each pod.
-        endpoint = f"{self.name}-0.{self.name}:{self.port}"
-        return Rendezvous(self.nodes, "$(JOB_COMPLETION_INDEX)", endpoint, self.name)
+        host = self.rendezvous_host or f"{self.name}-0.{self.name}"
+        return Rendezvous(self.nodes, f"$({INDEX_VAR})", f"{host}:{self.port}", self.name)
 
     def command(self) -> list[str]:
         """What every pod runs: the project's torchrun command, one process per GPU (NCCL)."""
         return torchrun_command(
-            self.gpus_per_node, self.config, self.data, self.out, rendezvous=self.rendezvous, python="python"
+            self.gpus_per_node,
+            self.config,
+            self.data,
+            self.out,
+            rendezvous=self.rendezvous,
+            python=self.python,
         )
 
 
-def render(job: TrainingJob) -> list[dict[str, Any]]:
-    """The headless Service, then the Indexed Job (apply in this order)."""
-    labels = {"app.kubernetes.io/part-of": "gan-workflow", LABEL: job.name}
-    service = {
+INDEX_VAR = "JOB_COMPLETION_INDEX"  # set by the Job controller in each pod of an Indexed Job
+
+
+def labels(job: TrainingJob) -> dict[str, str]:
+    return {"app.kubernetes.io/part-of": "gan-workflow", LABEL: job.name}
+
+
+def render_service(job: TrainingJob) -> dict[str, Any]:
+    """The headless Service that gives pod 0 its DNS name (the rendezvous endpoint)."""
+    return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": job.name, "labels": dict(labels)},
+        "metadata": {"name": job.name, "labels": labels(job)},
         "spec": {
             "clusterIP": "None",
             "selector": {LABEL: job.name},
@@ -77,52 +93,100 @@ def render(job: TrainingJob) -> list[dict[str, Any]]:
             "ports": [{"name": "c10d", "port": job.port, "targetPort": job.port}],
         },
     }
+
+
+def _resources(job: TrainingJob) -> dict[str, Any]:
     gpus = {"nvidia.com/gpu": str(job.gpus_per_node)}
-    container = {
+    return {
+        "requests": {"cpu": job.cpu, "memory": job.memory, **gpus},
+        "limits": {"memory": job.memory, **gpus},
+    }
+
+
+def _volumes(job: TrainingJob, workspace: bool) -> tuple[list[dict], list[dict]]:
+    """(volumes, mounts): the workspace claim (unless the launching run already mounts it) and /dev/shm."""
+    volumes = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+    # NCCL's shared memory: the container default of 64 MiB is too small.
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if workspace:
+        volumes.insert(0, {"name": "workspace", "persistentVolumeClaim": {"claimName": job.workspace_claim}})
+        mounts.insert(0, {"name": "workspace", "mountPath": job.workspace_mount})
+    return volumes, mounts
+
+
+def _container(job: TrainingJob) -> dict[str, Any]:
+    """The trainer container, less image, command, resources and mounts (set by who submits it)."""
+    return {
         "name": "trainer",
-        "image": job.image,
-        "command": job.command(),
         "env": [{"name": "GAN_WORKSPACE", "value": job.workspace_mount}],
         "ports": [{"name": "c10d", "containerPort": job.port}],
-        "resources": {
-            "requests": {"cpu": job.cpu, "memory": job.memory, **gpus},
-            "limits": {"memory": job.memory, **gpus},
-        },
-        "volumeMounts": [
-            {"name": "workspace", "mountPath": job.workspace_mount},
-            # NCCL's shared memory: the container default of 64 MiB is too small.
-            {"name": "dshm", "mountPath": "/dev/shm"},
-        ],
+    }
+
+
+def _pod_spec(job: TrainingJob) -> dict[str, Any]:
+    """The pod spec, less containers and volumes."""
+    return {
+        "subdomain": job.name,  # with the Service: <name>-<index>.<name> resolves to each pod
+        "restartPolicy": "Never",
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+
+
+def _job_spec(job: TrainingJob) -> dict[str, Any]:
+    """The Job spec, less its pod template."""
+    return {
+        "completionMode": "Indexed",
+        "completions": job.nodes,
+        "parallelism": job.nodes,
+        # One lost pod fails the job: its peers are stuck in collectives, and training resumes from the
+        # last checkpoint when Dagster retries the run.
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": 86400,
+    }
+
+
+def render(job: TrainingJob) -> list[dict[str, Any]]:
+    """The headless Service, then the Indexed Job (apply in this order): what `kubectl apply` takes."""
+    if not job.image:
+        raise ValueError("a Kubernetes job needs an image")
+    volumes, mounts = _volumes(job, workspace=True)
+    container = {
+        **_container(job),
+        "image": job.image,
+        "command": job.command(),
+        "resources": _resources(job),
+        "volumeMounts": mounts,
     }
     pod = {
-        "metadata": {"labels": dict(labels)},
-        "spec": {
-            "subdomain": job.name,  # with the Service: <name>-<index>.<name> resolves to each pod
-            "restartPolicy": "Never",
-            "containers": [container],
-            "volumes": [
-                {"name": "workspace", "persistentVolumeClaim": {"claimName": job.workspace_claim}},
-                {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-            ],
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        },
+        "metadata": {"labels": labels(job)},
+        "spec": {**_pod_spec(job), "containers": [container], "volumes": volumes},
     }
     batch_job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job.name, "labels": dict(labels)},
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": job.nodes,
-            "parallelism": job.nodes,
-            # One lost pod fails the job: its peers are stuck in collectives, and training resumes from the
-            # last checkpoint when Dagster retries the run.
-            "backoffLimit": 0,
-            "ttlSecondsAfterFinished": 86400,
-            "template": pod,
-        },
+        "metadata": {"name": job.name, "labels": labels(job)},
+        "spec": {**_job_spec(job), "template": pod},
     }
-    return [service, batch_job]
+    return [render_service(job), batch_job]
+
+
+def execute_k8s_job_kwargs(job: TrainingJob, workspace_mounted: bool = False) -> dict[str, Any]:
+    """The same Job as ``render`` in the arguments of ``dagster_k8s.execute_k8s_job`` (besides the context,
+    image, namespace and name), which merges them over the launching run's own pod settings (env, secrets,
+    volumes, service account). ``workspace_mounted``: the run already mounts the workspace at
+    ``job.workspace_mount`` (the chart's includeConfigInLaunchedRuns), so it is not added twice."""
+    volumes, mounts = _volumes(job, workspace=not workspace_mounted)
+    return {
+        "command": job.command(),
+        "container_config": _container(job),
+        "resources": _resources(job),
+        "volumes": volumes,
+        "volume_mounts": mounts,
+        "pod_spec_config": _pod_spec(job),
+        "pod_template_spec_metadata": {"labels": labels(job)},
+        "job_metadata": {"labels": labels(job)},
+        "job_spec_config": _job_spec(job),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,13 +91,19 @@ class GanConfigResource(dg.ConfigurableResource):
     def overrides(self) -> dict[str, Any]:
         return overrides_from({s: getattr(self, s) for s in SECTION_CONFIGS})
 
-    def load(self) -> GANConfig:
+    def load(self, workspace: Workspace | None = None) -> GANConfig:
+        """The validated config; with ``workspace``, also checked against the data it will be trained on
+        (``model.resolution`` vs params.yaml ``preprocess.resolution``), before any data work starts."""
         try:
-            return load_config(
-                self.name, self.overrides(), overrides_source="run config resources.gan_config"
-            )
+            cfg = load_config(self.name, self.overrides(), overrides_source="run config resources.gan_config")
+            if workspace is not None:
+                params = workspace.params().get("preprocess", {})
+                if "resolution" in params:
+                    where = f"params.yaml preprocess.resolution ({workspace.params_file})"
+                    cfg.model.check_resolution(int(params["resolution"]), where)
         except ConfigError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
+        return cfg
 
 
 class ComputeResource(dg.ConfigurableResource):
@@ -106,9 +112,19 @@ class ComputeResource(dg.ConfigurableResource):
     device: str = "auto"
     processes: int = PydanticField(
         1,
-        description="training processes on this node (one per GPU): > 1 launches `torchrun "
+        description="training processes per node (one per GPU): > 1 launches `torchrun "
         "--nproc_per_node=K` (DDP; gloo on CPU) from the trained_generator asset",
     )
+    nodes: int = PydanticField(
+        1,
+        description="machines the training step runs on: > 1 starts a multi-node torchrun job (c10d "
+        "rendezvous) through the node_launcher resource (a Kubernetes Indexed Job in the deployment)",
+    )
+
+    def check_layout(self) -> None:
+        for key in ("processes", "nodes"):
+            if getattr(self, key) < 1:
+                raise dg.Failure(f"compute.{key} must be >= 1, got {getattr(self, key)}", allow_retries=False)
 
     def torch_device(self) -> str:
         from ganlib.devices import select_device

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from ganlib.models import ModelSpec, build_generator
@@ -33,3 +35,13 @@ def spread_generator(
             for _ in range(3):
                 g(*g.sample_inputs(32))
     return g.eval()
+
+
+def parameters_digest(module: torch.nn.Module) -> str:
+    """The tests' own sha256 of a module's parameters (name, dtype, shape, bytes; in name order), to check the
+    digests the training CLI prints per rank."""
+    h = hashlib.sha256()
+    for name, p in sorted(module.named_parameters()):
+        t = p.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode() + t.numpy().tobytes())
+    return h.hexdigest()

@@ -9,13 +9,23 @@ can be ablated and removed exactly, unlike the block outputs, which feed the ski
 BatchNorm. Their widths live in ``spec.g_layer_widths``.
 
 Discriminator: spectral normalisation on every weight; an "optimized" first block (conv before the
-skip's pooling), k-1 more down-blocks to 4x4, one block at 4x4, ReLU, global sum pooling, then the
+skip's pooling), more down-blocks, then blocks without downsampling, ReLU, global sum pooling, then the
 projection head.
+
+Channel layouts (``layout``): at 64 and 128 px the published ones, in units of ``g_width``/``d_width`` (the
+papers' ch = 64 gives their 1024-channel G stem and D top): the 64 px model of Miyato & Koyama's code
+(chainer ``sngan_projection``, ``snresnet_64``) and torch-mimicry's ``sngan_64``; the 128 px ImageNet model
+(``snresnet_128``, mimicry's ``sngan_128``), including their D block whose first conv keeps its input
+width. Other resolutions (8-32, 256, ...) keep this project's own rule (widths halve per doubling, D down to
+4x4 plus one block there); at 32 px that is not the CIFAR model (constant 256/128 widths). Upsampling stays
+nearest, as in the chainer original (mimicry uses bilinear).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +43,39 @@ def num_up(resolution: int) -> int:
     return k
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Channels per stage, in units of the base width (g_width for G, d_width for D)."""
+
+    g_stem: int  # the 4x4 map the linear stem makes
+    g_blocks: tuple[int, ...]  # each up-block's output (one block per doubling)
+    d_down: tuple[int, ...]  # each downsampling block's output; the first is the optimized block
+    d_flat: tuple[int, ...]  # blocks after the last downsampling, at the final resolution
+    # A D block's conv1 keeps its input width (the published block: c1 in->in, c2 in->out) or goes straight
+    # to its output width (this project's block at other resolutions; the optimized first block always does).
+    d_hidden_is_input: bool = False
+
+
+# Transcribed from the published models (see the module docstring); D at 64 px ends at 2x2, at 128 px at 4x4.
+PUBLISHED: dict[int, Layout] = {
+    64: Layout(16, (8, 4, 2, 1), d_down=(1, 2, 4, 8, 16), d_flat=(), d_hidden_is_input=True),
+    128: Layout(16, (16, 8, 4, 2, 1), d_down=(1, 2, 4, 8, 16), d_flat=(16,), d_hidden_is_input=True),
+}
+
+
+def layout(resolution: int) -> Layout:
+    """The published layout at 64/128 px; elsewhere widths halve as resolution doubles (G), double as it
+    halves (D), down to 4x4 plus one block there."""
+    k = num_up(resolution)
+    if resolution in PUBLISHED:
+        return PUBLISHED[resolution]
+    halving = tuple(2 ** (k - 1 - i) for i in range(k))
+    return Layout(halving[0], halving, tuple(2**i for i in range(k)), (2 ** (k - 1),))
+
+
 def default_widths(spec: ModelSpec) -> tuple[int, ...]:
-    """Width of up-block i (output and, unpruned, inner): g_width * 2**(k-1-i), halving as resolution doubles."""
-    k = num_up(spec.resolution)
-    return tuple(spec.g_width * 2 ** (k - 1 - i) for i in range(k))
+    """Width of up-block i (output and, unpruned, inner)."""
+    return tuple(spec.g_width * m for m in layout(spec.resolution).g_blocks)
 
 
 class GResBlock(nn.Module):
@@ -63,7 +102,7 @@ class SNGANGenerator(Generator):
         k = num_up(spec.resolution)
         if len(hidden) != k:
             raise ValueError(f"g_layer_widths needs {k} entries for {spec.resolution}px, got {len(hidden)}")
-        self.stem_ch = outs[0]
+        self.stem_ch = spec.g_width * layout(spec.resolution).g_stem
         self.stem = nn.Linear(spec.z_dim, 16 * self.stem_ch)
         ins = (self.stem_ch, *outs[:-1])
         self.blocks = nn.ModuleList(
@@ -87,11 +126,20 @@ class SNGANGenerator(Generator):
 
 
 class DResBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, down: bool, first: bool = False, sn: bool = True) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        down: bool,
+        first: bool = False,
+        sn: bool = True,
+        hidden_is_input: bool = False,
+    ) -> None:
         super().__init__()
         self.down, self.first = down, first
-        self.conv1 = spectral_norm(nn.Conv2d(in_ch, out_ch, 3, 1, 1), sn)
-        self.conv2 = spectral_norm(nn.Conv2d(out_ch, out_ch, 3, 1, 1), sn)
+        hidden = in_ch if hidden_is_input and not first else out_ch
+        self.conv1 = spectral_norm(nn.Conv2d(in_ch, hidden, 3, 1, 1), sn)
+        self.conv2 = spectral_norm(nn.Conv2d(hidden, out_ch, 3, 1, 1), sn)
         self.skip = spectral_norm(nn.Conv2d(in_ch, out_ch, 1), sn) if (in_ch != out_ch or down) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,14 +167,16 @@ class SNGANDiscriminator(Discriminator):
         self, spec: ModelSpec, minibatch_discrimination: bool = False, spectral_norm: bool = True
     ) -> None:
         super().__init__()
-        k = num_up(spec.resolution)
+        plan = layout(spec.resolution)
         sn = spectral_norm
-        widths = [spec.d_width * 2**i for i in range(k)] + [spec.d_width * 2 ** (k - 1)]
-        blocks = [DResBlock(spec.channels, widths[0], down=True, first=True, sn=sn)]
-        blocks += [DResBlock(widths[i - 1], widths[i], down=True, sn=sn) for i in range(1, k)]
-        blocks.append(DResBlock(widths[k - 1], widths[k], down=False, sn=sn))  # at 4x4
+        down = [spec.d_width * m for m in plan.d_down]
+        flat = [spec.d_width * m for m in plan.d_flat]
+        opts = {"sn": sn, "hidden_is_input": plan.d_hidden_is_input}
+        blocks = [DResBlock(spec.channels, down[0], down=True, first=True, **opts)]
+        blocks += [DResBlock(i, o, down=True, **opts) for i, o in itertools.pairwise(down)]
+        blocks += [DResBlock(i, o, down=False, **opts) for i, o in itertools.pairwise([down[-1], *flat])]
         self.blocks = nn.Sequential(*blocks)
-        feat = widths[-1]
+        feat = (flat or down)[-1]
         self.mbd = MinibatchDiscrimination(feat) if minibatch_discrimination else None
         self.head = ProjectionHead(
             self.mbd.out_features if self.mbd else feat, spec.num_classes, spectral_norm=sn

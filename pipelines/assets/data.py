@@ -33,7 +33,9 @@ def raw_images(
     workspace: Workspace,
     gan_config: GanConfigResource,
 ) -> dg.Output[RawImages]:
-    gan_config.load()  # the first step checks the whole GAN config: a bad value fails before any work
+    gan_config.load(
+        workspace
+    )  # the first step checks the whole GAN config: a bad value fails before any work
     params = workspace.params().get("ingest", {})
     name, source = params.get("name", "digits"), str(params.get("source", "digits"))
     raw_dir = workspace.raw_dir(name)
@@ -116,7 +118,7 @@ def processed_dataset(
     workspace: Workspace,
     gan_config: GanConfigResource,
 ) -> dg.Output[ProcessedDataset]:
-    gan_config.load()  # checked before DVC runs (this asset may be materialized alone)
+    gan_config.load(workspace)  # checked before DVC runs (this asset may be materialized alone)
     try:
         result = dvc.repro(workspace.path, "preprocess", log=context.log.info)
     except dvc.DvcError as exc:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from ganlib.config import GANConfig
+from ganlib.config import ConfigError, GANConfig
 from ganlib.data.versions import short_key
 from ganlib.store import sha256_file
 from pipelines import gate_decisions
 from pipelines.code_versions import EVALUATION, PRUNING, REFERENCE, TRAINING, code_version
 from pipelines.metadata import image, table
+from pipelines.multinode import NodeLauncher, train_on_nodes
 from pipelines.provenance import ChainBroken, refusals_tagged, require_equal, require_file
 from pipelines.resources import ComputeResource, GanConfigResource, ObjectStoreResource, Workspace
 from pipelines.types import Evaluation, FidReference, ProcessedDataset, PrunedGenerator, TrainedGenerator
@@ -136,6 +137,7 @@ def trained_generator(
     workspace: Workspace,
     gan_config: GanConfigResource,
     compute: ComputeResource,
+    node_launcher: NodeLauncher,
 ) -> dg.Output[TrainedGenerator]:
     from ganlib.data.shards import load_split
     from ganlib.distributed_launch import TorchrunFailed, train_with_torchrun
@@ -145,6 +147,13 @@ def trained_generator(
     from ganlib.viz import save_loss_plot
 
     cfg = gan_config.load()
+    compute.check_layout()
+    try:  # before any launch: a mismatch would otherwise surface inside the training processes
+        cfg.model.check_resolution(
+            processed_dataset.resolution, f"processed_dataset ({processed_dataset.path})"
+        )
+    except ConfigError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
     if cfg.train.device == "auto" and compute.device != "auto":
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": compute.device})})
     data_hash = processed_dataset.data_hash
@@ -169,7 +178,12 @@ def trained_generator(
         )
 
     try:
-        if compute.processes > 1:  # DDP: torchrun runs ganlib.train_cli in K processes
+        # N machines x K processes: the node launcher starts them; the shared workspace joins them.
+        if compute.nodes > 1:
+            result = train_on_nodes(
+                context, cfg, processed_dataset.path, run_dir, workspace.path, compute, node_launcher
+            )
+        elif compute.processes > 1:  # DDP: torchrun runs ganlib.train_cli in K processes
             result = train_with_torchrun(
                 cfg, processed_dataset.path, run_dir, compute.processes, log=context.log.info
             )

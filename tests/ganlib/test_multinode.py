@@ -3,7 +3,6 @@ runs (``ganlib.torchrun.torchrun_command`` with a c10d rendezvous), end with ide
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -12,19 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 from ganlib_helpers import free_port, tiny_config, write_processed
+from model_helpers import parameters_digest
 
 from ganlib.models import load_generator
 from ganlib.torchrun import Rendezvous, torchrun_command
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _sha256(module) -> str:  # the test's own digest of a generator's parameters, to check the CLI's
-    h = hashlib.sha256()
-    for name, p in sorted(module.named_parameters()):
-        t = p.detach().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode() + t.numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.mark.slow
@@ -65,5 +57,5 @@ def test_two_nodes_with_c10d_rendezvous_end_with_identical_generators(tmp_path) 
     summary = next(d for d in lines(texts[0]) if "checkpoint" in d)
     assert summary["world_size"] == 2 and summary["steps"] == 3
     # Both ranks hold what rank 0 wrote to the shared checkpoint: checked with the test's own digest.
-    expected = _sha256(load_generator(out / "checkpoint.pt", ema=False))
+    expected = parameters_digest(load_generator(out / "checkpoint.pt", ema=False))
     assert digests == {0: expected, 1: expected}

@@ -27,10 +27,21 @@ TINY_BUDGET = {
 
 
 TINY_MODEL = set(TINY["model"])  # the widths the tiny config shrinks
+# Configs made for 64/128 px run at their own resolution (the workspace's params.yaml says so, as a user's
+# must): the published layout at that size, only thinner and on smaller batches, so CPU time stays small.
+AT_RESOLUTION = {
+    "model": {"g_width": 4, "d_width": 4},
+    "train": {"batch_size": 16, "steps": 4, "checkpoint_every": 4, "log_every": 2},
+    "dissect": {"n_samples": 32, "candidates": 2},
+}
+
+
+def _shipped(config_name: str) -> dict:
+    return yaml.safe_load((REPO_ROOT / "configs" / f"{config_name}.yaml").read_text())
 
 
 def test_every_config_is_covered() -> None:
-    assert SHIPPED == ["dcgan", "default", "sngan", "stylegan-lite", "wgan-gp"]
+    assert SHIPPED == ["dcgan", "default", "sngan", "sngan-128", "sngan-64", "stylegan-lite", "wgan-gp"]
 
 
 def _meta(result, asset: str) -> dict:
@@ -41,9 +52,15 @@ def _meta(result, asset: str) -> dict:
 
 @pytest.mark.parametrize("config_name", SHIPPED)
 def test_shipped_config_runs_the_whole_chain(config_name: str, tmp_path) -> None:
-    ws, store = make_workspace(tmp_path / "ws"), tmp_path / "store"
+    shipped = _shipped(config_name)
+    resolution = shipped["model"].get("resolution")
+    budget = json.loads(json.dumps(TINY_BUDGET))
+    if resolution:
+        for section, values in AT_RESOLUTION.items():
+            budget.setdefault(section, {}).update(values)
+    ws, store = make_workspace(tmp_path / "ws", resolution or 16), tmp_path / "store"
     result = materialize_tiny(
-        ws, store, instance=dg.DagsterInstance.ephemeral(), config_name=config_name, **TINY_BUDGET
+        ws, store, instance=dg.DagsterInstance.ephemeral(), config_name=config_name, **budget
     )
     failures = [e.step_failure_data.error.message for e in result.all_events if e.is_step_failure]
     assert result.success, failures
@@ -54,7 +71,6 @@ def test_shipped_config_runs_the_whole_chain(config_name: str, tmp_path) -> None
     assert checks == {"fid_gate": True, "prune_gate": True}
 
     # A published ONNX that matches its manifest, trained by this config (only the budgets shrank).
-    shipped = yaml.safe_load((REPO_ROOT / "configs" / f"{config_name}.yaml").read_text())
     latest = json.loads((store / "digits-tiny" / "latest.json").read_text())
     version = store / "digits-tiny" / latest["version"]
     manifest = json.loads((version / "manifest.json").read_text())
@@ -73,3 +89,10 @@ def test_shipped_config_runs_the_whole_chain(config_name: str, tmp_path) -> None
     if shipped["model"]["family"] == "stylegan_lite":
         assert pruned["units_removed"] == 0
         assert "stylegan_lite generator has no layer whose units can be removed exactly" in pruned["pruning"]
+
+    # The published generator makes images at the resolution the data was preprocessed to.
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(version / "generator.onnx"), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert int(meta["resolution"]) == (resolution or 16)
