@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -79,12 +80,13 @@ class KubernetesNodeLauncher(NodeLauncher):
     load_incluster_config: bool = Field(True, description="false: use kubeconfig_file (outside a cluster)")
     kubeconfig_file: str | None = None
 
-    def _image(self) -> str | None:
-        return self.image or os.environ.get("DAGSTER_CURRENT_IMAGE")
-
     def training_job(self, context, name, nodes, processes, paths, workspace_root) -> TrainingJob:
         origin = context.dagster_run.job_code_origin
-        image = self._image() or (origin.repository_origin.container_image if origin else None)
+        image = (
+            self.image
+            or (origin.repository_origin.container_image if origin else None)
+            or os.environ.get("DAGSTER_CURRENT_IMAGE")  # set by the chart on the code location
+        )
         if not image:
             raise dg.Failure(
                 "node_launcher: no image for the training pods; set resources.node_launcher.config.image",
@@ -155,16 +157,22 @@ class KubernetesNodeLauncher(NodeLauncher):
                 kubeconfig_file=self.kubeconfig_file,
                 **execute_k8s_job_kwargs(job, workspace_mounted=mounts_at(inherited, job.workspace_mount)),
             )
-            DagsterKubernetesClient.production_client().delete_job(job.name, namespace)  # pods go with it
-        except Exception as exc:
+        except Exception as exc:  # execute_k8s_job has logged the pods' debug info and deleted the Job
             raise TorchrunFailed(
                 f"the {job.nodes}-node Job {job.name} in {where} failed: {_short(exc)}"
             ) from None
         finally:
-            try:
-                core.delete_namespaced_service(job.name, namespace)
-            except Exception as exc:
-                context.log.warning(f"could not delete Service {job.name}: {_short(exc)}")
+            _cleanup(context, "Service", lambda: core.delete_namespaced_service(job.name, namespace))
+        # Succeeded: the result is on the volume; the Job's pods need not wait for its TTL.
+        client = DagsterKubernetesClient.production_client()
+        _cleanup(context, "Job", lambda: client.delete_job(job.name, namespace))
+
+
+def _cleanup(context: dg.AssetExecutionContext, what: str, delete: Callable[[], object]) -> None:
+    try:
+        delete()
+    except Exception as exc:  # the training is done either way; the TTL removes what is left
+        context.log.warning(f"could not delete the training {what}: {_short(exc)}")
 
 
 def mounts_at(container_context: Any, path: str) -> bool:

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 SHIPPED = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.yaml"))
 
-# Each family's shape and loss from its config; only the budgets shrink (the whole set in ~2-3 min on 2 cores).
+# Each family's shape and loss from its config; only the budgets shrink (the whole set: 11.7 min on 2 cores
+# shared with other jobs, load average ~6).
 TINY_BUDGET = {
     "train": {"steps": 24, "checkpoint_every": 12, "log_every": 12},
     "eval": {"n_samples": 128, "n_seeds": 2, "fid_max": 1.0e9, "bootstrap_rounds": 20},
