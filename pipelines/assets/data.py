@@ -33,9 +33,8 @@ def raw_images(
     workspace: Workspace,
     gan_config: GanConfigResource,
 ) -> dg.Output[RawImages]:
-    gan_config.load(
-        workspace
-    )  # the first step checks the whole GAN config: a bad value fails before any work
+    # The first step checks the whole GAN config (and it against params.yaml): a bad value fails before any work.
+    gan_config.load(workspace)
     params = workspace.params().get("ingest", {})
     name, source = params.get("name", "digits"), str(params.get("source", "digits"))
     raw_dir = workspace.raw_dir(name)
