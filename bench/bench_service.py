@@ -39,9 +39,9 @@ def _publish(root: Path) -> str:
 class _Service:
     """One service process on an ephemeral loopback port."""
 
-    def __init__(self, store: str, cache: Path, flags: list[str]) -> None:
+    def __init__(self, store: str, cache: Path, flags: list[str], device: str = "cpu") -> None:
         cmd = [sys.executable, str(SERVICE), "--uri", store, "--model", "bench", "--host", "127.0.0.1"]
-        cmd += ["--port", "0", "--device", "cpu", *flags]
+        cmd += ["--port", "0", "--device", device, *flags]
         env = {**os.environ, "GAN_CACHE_DIR": str(cache), "PYTHONPATH": str(SERVICE.parents[2])}
         env["PYTHONUNBUFFERED"] = "1"  # the "serving ... at URL" line must reach us at once
         self.proc = subprocess.Popen(
@@ -102,13 +102,13 @@ def _phase(port: int, clients: int, per_client: int, n: int, limit_s: float, see
     return {"latencies": latencies, "wall": wall}
 
 
-def _request_costs(path: Path, n: int, clients: int) -> str:
+def _request_costs(path: Path, n: int, clients: int, device: str = "cpu") -> str:
     """Where a request's time goes, measured in this process: the part batching can shrink (inference
     alone vs a share of one run for all clients) and the part it cannot (grid + PNG, per request)."""
     from bench.bench_inference import interleaved_best
     from ganlib.serving import OnnxGenerator, make_grid, to_png
 
-    gen = OnnxGenerator(path, device="cpu", batch_size=n * clients)
+    gen = OnnxGenerator(path, device=device, batch_size=n * clients)
     alone, shared = gen.inputs(n, seed=0), gen.inputs(n * clients, seed=0)
     images = gen.generate(n, seed=0)
     t = interleaved_best(
@@ -126,14 +126,18 @@ def _request_costs(path: Path, n: int, clients: int) -> str:
 
 
 def run(
-    clients: tuple[int, ...] = (1, 32), requests: int = 320, n: int = 1, limit_s: float = 60.0
+    clients: tuple[int, ...] = (1, 32),
+    requests: int = 320,
+    n: int = 1,
+    limit_s: float = 60.0,
+    device: str = "cpu",
 ) -> list[dict]:
     """``requests`` per phase in all (split over the clients), ``n`` images per request."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store = _publish(root)
-        services = {m: _Service(store, root / f"cache-{m}", flags) for m, flags in MODES.items()}
+        services = {m: _Service(store, root / f"cache-{m}", flags, device) for m, flags in MODES.items()}
         try:
             seed = 0
             for c in clients:
@@ -161,15 +165,15 @@ def run(
                 target = ">= 3x req/s (ratio >= 3), p99 <= 2x" if c > 1 else "p50 ~ unbatched (no wait alone)"
                 rows.append(
                     {
-                        "benchmark": f"service throughput, {c} concurrent client(s), n={n} per request "
-                        "(batched vs unbatched)",
+                        "benchmark": f"service throughput ({device}), {c} concurrent client(s), n={n} per "
+                        "request (batched vs unbatched)",
                         "ours": fmt(b),
                         "reference": fmt(u) + " (unbatched)",
                         "ratio": b["rps"] / u["rps"],
                         "target": target,
                         "note": f"p99 ratio {b['p99'] / u['p99']:.2f}, p50 ratio {b['p50'] / u['p50']:.2f}; "
                         f"{b['count']}+{u['count']} requests on 127.0.0.1"
-                        + (f"; {_request_costs(root / 'g.onnx', n, c)}" if c > 1 else ""),
+                        + (f"; {_request_costs(root / 'g.onnx', n, c, device)}" if c > 1 else ""),
                     }
                 )
         finally:
