@@ -182,6 +182,41 @@ def run(
     return rows
 
 
+def batch_scaling(batches: tuple[int, ...] = (1, 8, 32), rounds: int = 5) -> list[dict]:
+    """What dynamic batching can win at most on this machine: ONNX Runtime's time per image at batch b vs
+    batch 1, for the bench DCGAN (32 px) and a 64 px ResNet/SNGAN generator (width 64), 1 thread."""
+    import torch
+
+    from bench.bench_inference import META, bench_generator, interleaved_best
+    from ganlib.export import export_onnx
+    from ganlib.models import ModelSpec, build_generator
+    from ganlib.serving import OnnxGenerator
+
+    torch.manual_seed(0)
+    models = {
+        "DCGAN 32px (bench model)": bench_generator(),
+        "ResNet/SNGAN 64px, width 64": build_generator(ModelSpec("sngan", 64, 3, 128, 10, 64, 64)).eval(),
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, g in models.items():
+            gen = OnnxGenerator(export_onnx(g, Path(tmp) / "g.onnx", metadata=META).path, device="cpu", threads=1)
+            inputs = {b: gen.inputs(b, seed=0) for b in batches}
+            t = interleaved_best({b: (lambda b=b: gen.run(*inputs[b])) for b in batches}, rounds=rounds)
+            for b in batches[1:]:
+                rows.append(
+                    {
+                        "benchmark": f"ONNX Runtime CPU time per image, batch {b} vs batch 1: {label}",
+                        "ours": f"{t[b] / b * 1e3:.2f} ms/img",
+                        "reference": f"{t[batches[0]] * 1e3:.2f} ms/img (batch 1)",
+                        "ratio": t[b] / b / t[batches[0]],
+                        "target": "report (1 / ratio bounds what batching can gain)",
+                        "note": "1 thread, best of interleaved rounds",
+                    }
+                )
+    return rows
+
+
 if __name__ == "__main__":
     for r in run():
         print(f"{r['benchmark']}: {r['ours']} vs {r['reference']}: {r['ratio']:.2f}x  {r['note']}")
