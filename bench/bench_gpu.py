@@ -165,7 +165,9 @@ def run(
     rows: list[dict] = []
 
     def error_row(label: str, note: str) -> None:
-        rows.append({"benchmark": label, "ratio": "error" if note != "time budget" else "skipped", "note": note})
+        rows.append(
+            {"benchmark": label, "ratio": "error" if note != "time budget" else "skipped", "note": note}
+        )
 
     for model in models:
         split = _split(model.resolution)
@@ -208,13 +210,17 @@ def _service_rows(start: float, budget_s: float) -> list[dict]:
     from bench.bench_service import run as service_run
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return [{"benchmark": "service on CUDA", "ratio": "skipped", "note": "onnxruntime has no CUDA provider"}]
+        return [
+            {"benchmark": "service on CUDA", "ratio": "skipped", "note": "onnxruntime has no CUDA provider"}
+        ]
     if time.monotonic() - start > budget_s + 60:
         return [{"benchmark": "service on CUDA", "ratio": "skipped", "note": "time budget"}]
     try:
         return service_run(clients=(32,), device="cuda", limit_s=30.0)
     except Exception as exc:
-        return [{"benchmark": "service on CUDA", "ratio": "error", "note": f"{type(exc).__name__}: {exc}"[:200]}]
+        return [
+            {"benchmark": "service on CUDA", "ratio": "error", "note": f"{type(exc).__name__}: {exc}"[:200]}
+        ]
 
 
 if __name__ == "__main__":

@@ -200,9 +200,12 @@ def batch_scaling(batches: tuple[int, ...] = (1, 8, 32), rounds: int = 5) -> lis
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, g in models.items():
-            gen = OnnxGenerator(export_onnx(g, Path(tmp) / "g.onnx", metadata=META).path, device="cpu", threads=1)
+            gen = OnnxGenerator(
+                export_onnx(g, Path(tmp) / "g.onnx", metadata=META).path, device="cpu", threads=1
+            )
             inputs = {b: gen.inputs(b, seed=0) for b in batches}
-            t = interleaved_best({b: (lambda b=b: gen.run(*inputs[b])) for b in batches}, rounds=rounds)
+            calls = {b: (lambda gen=gen, x=inputs[b]: gen.run(*x)) for b in batches}
+            t = interleaved_best(calls, rounds=rounds)
             for b in batches[1:]:
                 rows.append(
                     {
