@@ -17,13 +17,10 @@ from pathlib import Path
 
 def main() -> None:
     from ganlib.config import load_config, parse_overrides
-    from ganlib.data.preprocess import load_params, preprocess
     from ganlib.data.shards import load_split
-    from ganlib.data.sources import digits_images, ingest_arrays
     from ganlib.models import load_generator
-    from ganlib.scoring import build_backbone, compute_reference, score_generator, score_real_floor
+    from ganlib.scoring import score_generator, score_real_floor
     from ganlib.training import train
-    from pipelines.resources import REPO_ROOT
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, required=True)
@@ -34,15 +31,7 @@ def main() -> None:
     root: Path = args.root
     cfg = load_config(args.config, _merge(parse_overrides(args.overrides), {"train": {"device": "cpu"}}))
 
-    processed = root / "processed"
-    if not (processed / "train").exists():
-        images, labels = digits_images()
-        ingest_arrays(images, labels, root / "raw")
-        preprocess(root / "raw", processed, load_params(REPO_ROOT / "params.yaml"))
-    backbone = build_backbone(cfg.eval, processed, "bench.dir", root / "backbone", "cpu")
-    ref_path = root / "reference.npz"
-    if not ref_path.exists():
-        compute_reference(backbone, processed, ref_path)
+    processed, backbone, ref_path = prepare(root, cfg)
 
     run_dir = root / "runs" / args.tag
     t0 = time.process_time()
@@ -67,6 +56,26 @@ def main() -> None:
         score_generator(old, backbone, ref_path, cfg.eval, "bench.dir", "cpu"),
     )
     row("floor", score_real_floor(backbone, processed, ref_path, cfg.eval, "bench.dir"))
+
+
+def prepare(root: Path, cfg):
+    """The digits data (params.yaml, 32 px), the domain backbone and the FID reference under ``root``, made
+    once and reused by every benchmark run there."""
+    from ganlib.data.preprocess import load_params, preprocess
+    from ganlib.data.sources import digits_images, ingest_arrays
+    from ganlib.scoring import build_backbone, compute_reference
+    from pipelines.resources import REPO_ROOT
+
+    processed = root / "processed"
+    if not (processed / "train").exists():
+        images, labels = digits_images()
+        ingest_arrays(images, labels, root / "raw")
+        preprocess(root / "raw", processed, load_params(REPO_ROOT / "params.yaml"))
+    backbone = build_backbone(cfg.eval, processed, "bench.dir", root / "backbone", "cpu")
+    ref_path = root / "reference.npz"
+    if not ref_path.exists():
+        compute_reference(backbone, processed, ref_path)
+    return processed, backbone, ref_path
 
 
 def _merge(a: dict, b: dict) -> dict:
