@@ -19,6 +19,7 @@ def main() -> None:
     from ganlib.config import load_config, parse_overrides
     from ganlib.data.shards import load_split
     from ganlib.models import load_generator
+    from ganlib.samples import save_samples
     from ganlib.scoring import score_generator, score_real_floor
     from ganlib.training import train
 
@@ -43,6 +44,9 @@ def main() -> None:
         print(json.dumps({"variant": variant, "steps": result.steps, "cpu_s": round(cpu_s, 1)}
                          | {k: score.get(k) for k in keep}))  # fmt: skip
 
+    # A 10x10 grid (one class a column) of the EMA generator: within-class variety is seen down a column.
+    grid = save_samples(load_generator(result.checkpoint, ema=True), root / "grids" / f"{args.tag}.png")
+    print(json.dumps({"grid": str(grid)}))
     for variant, ema in (("ema", True), ("live", False)):
         row(f"{args.tag}/{variant}", score_generator(load_generator(result.checkpoint, ema=ema), backbone,
                                                      ref_path, cfg.eval, "bench.dir", "cpu"))  # fmt: skip
