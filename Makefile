@@ -32,7 +32,9 @@ CONFIG ?= default
 SET ?=
 run: setup
 	$(BIN)/python -m pipelines.run_config --config $(CONFIG) $(SET) > $(DAGSTER_HOME)/run_config.yaml
-	$(BIN)/dagster job execute -m pipelines.definitions -j retrain -c $(DAGSTER_HOME)/run_config.yaml
+	# One machine, one step at a time: the steps run in the run worker (the UI and deploy/ keep a process
+	# per step). GAN_EXECUTOR=multiprocess make run restores that here.
+	GAN_EXECUTOR=$${GAN_EXECUTOR:-in_process} $(BIN)/dagster job execute -m pipelines.definitions -j retrain -c $(DAGSTER_HOME)/run_config.yaml
 	$(BIN)/python -m pipelines.summary
 
 test: setup

@@ -63,11 +63,11 @@ def _inference() -> list[Row]:
 
 
 def _service() -> list[Row]:
-    from bench.bench_service import run
+    from bench.bench_service import batch_scaling, run
 
     # n=1: where batching can pay (ONNX Runtime's per-image cost at batch 1 is ~3x that at 8+);
     # n=16: such requests skip the queue (ganlib.batching), so batched should equal unbatched.
-    return run(n=1) + run(clients=(32,), n=16)
+    return run(n=1) + run(clients=(32,), n=16) + batch_scaling()
 
 
 def _dissect() -> list[Row]:

@@ -39,9 +39,9 @@ def _publish(root: Path) -> str:
 class _Service:
     """One service process on an ephemeral loopback port."""
 
-    def __init__(self, store: str, cache: Path, flags: list[str]) -> None:
+    def __init__(self, store: str, cache: Path, flags: list[str], device: str = "cpu") -> None:
         cmd = [sys.executable, str(SERVICE), "--uri", store, "--model", "bench", "--host", "127.0.0.1"]
-        cmd += ["--port", "0", "--device", "cpu", *flags]
+        cmd += ["--port", "0", "--device", device, *flags]
         env = {**os.environ, "GAN_CACHE_DIR": str(cache), "PYTHONPATH": str(SERVICE.parents[2])}
         env["PYTHONUNBUFFERED"] = "1"  # the "serving ... at URL" line must reach us at once
         self.proc = subprocess.Popen(
@@ -102,13 +102,13 @@ def _phase(port: int, clients: int, per_client: int, n: int, limit_s: float, see
     return {"latencies": latencies, "wall": wall}
 
 
-def _request_costs(path: Path, n: int, clients: int) -> str:
+def _request_costs(path: Path, n: int, clients: int, device: str = "cpu") -> str:
     """Where a request's time goes, measured in this process: the part batching can shrink (inference
     alone vs a share of one run for all clients) and the part it cannot (grid + PNG, per request)."""
     from bench.bench_inference import interleaved_best
     from ganlib.serving import OnnxGenerator, make_grid, to_png
 
-    gen = OnnxGenerator(path, device="cpu", batch_size=n * clients)
+    gen = OnnxGenerator(path, device=device, batch_size=n * clients)
     alone, shared = gen.inputs(n, seed=0), gen.inputs(n * clients, seed=0)
     images = gen.generate(n, seed=0)
     t = interleaved_best(
@@ -126,14 +126,18 @@ def _request_costs(path: Path, n: int, clients: int) -> str:
 
 
 def run(
-    clients: tuple[int, ...] = (1, 32), requests: int = 320, n: int = 1, limit_s: float = 60.0
+    clients: tuple[int, ...] = (1, 32),
+    requests: int = 320,
+    n: int = 1,
+    limit_s: float = 60.0,
+    device: str = "cpu",
 ) -> list[dict]:
     """``requests`` per phase in all (split over the clients), ``n`` images per request."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store = _publish(root)
-        services = {m: _Service(store, root / f"cache-{m}", flags) for m, flags in MODES.items()}
+        services = {m: _Service(store, root / f"cache-{m}", flags, device) for m, flags in MODES.items()}
         try:
             seed = 0
             for c in clients:
@@ -161,20 +165,58 @@ def run(
                 target = ">= 3x req/s (ratio >= 3), p99 <= 2x" if c > 1 else "p50 ~ unbatched (no wait alone)"
                 rows.append(
                     {
-                        "benchmark": f"service throughput, {c} concurrent client(s), n={n} per request "
-                        "(batched vs unbatched)",
+                        "benchmark": f"service throughput ({device}), {c} concurrent client(s), n={n} per "
+                        "request (batched vs unbatched)",
                         "ours": fmt(b),
                         "reference": fmt(u) + " (unbatched)",
                         "ratio": b["rps"] / u["rps"],
                         "target": target,
                         "note": f"p99 ratio {b['p99'] / u['p99']:.2f}, p50 ratio {b['p50'] / u['p50']:.2f}; "
                         f"{b['count']}+{u['count']} requests on 127.0.0.1"
-                        + (f"; {_request_costs(root / 'g.onnx', n, c)}" if c > 1 else ""),
+                        + (f"; {_request_costs(root / 'g.onnx', n, c, device)}" if c > 1 else ""),
                     }
                 )
         finally:
             for s in services.values():
                 s.close()
+    return rows
+
+
+def batch_scaling(batches: tuple[int, ...] = (1, 8, 32), rounds: int = 5) -> list[dict]:
+    """What dynamic batching can win at most on this machine: ONNX Runtime's time per image at batch b vs
+    batch 1, for the bench DCGAN (32 px) and a 64 px ResNet/SNGAN generator (width 64), 1 thread."""
+    import torch
+
+    from bench.bench_inference import META, bench_generator, interleaved_best
+    from ganlib.export import export_onnx
+    from ganlib.models import ModelSpec, build_generator
+    from ganlib.serving import OnnxGenerator
+
+    torch.manual_seed(0)
+    models = {
+        "DCGAN 32px (bench model)": bench_generator(),
+        "ResNet/SNGAN 64px, width 64": build_generator(ModelSpec("sngan", 64, 3, 128, 10, 64, 64)).eval(),
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, g in models.items():
+            gen = OnnxGenerator(
+                export_onnx(g, Path(tmp) / "g.onnx", metadata=META).path, device="cpu", threads=1
+            )
+            inputs = {b: gen.inputs(b, seed=0) for b in batches}
+            calls = {b: (lambda gen=gen, x=inputs[b]: gen.run(*x)) for b in batches}
+            t = interleaved_best(calls, rounds=rounds)
+            for b in batches[1:]:
+                rows.append(
+                    {
+                        "benchmark": f"ONNX Runtime CPU time per image, batch {b} vs batch 1: {label}",
+                        "ours": f"{t[b] / b * 1e3:.2f} ms/img",
+                        "reference": f"{t[batches[0]] * 1e3:.2f} ms/img (batch 1)",
+                        "ratio": t[b] / b / t[batches[0]],
+                        "target": "report (1 / ratio bounds what batching can gain)",
+                        "note": "1 thread, best of interleaved rounds",
+                    }
+                )
     return rows
 
 

@@ -17,13 +17,11 @@ from pathlib import Path
 
 def main() -> None:
     from ganlib.config import load_config, parse_overrides
-    from ganlib.data.preprocess import load_params, preprocess
     from ganlib.data.shards import load_split
-    from ganlib.data.sources import digits_images, ingest_arrays
     from ganlib.models import load_generator
-    from ganlib.scoring import build_backbone, compute_reference, score_generator, score_real_floor
+    from ganlib.samples import save_samples
+    from ganlib.scoring import score_generator, score_real_floor
     from ganlib.training import train
-    from pipelines.resources import REPO_ROOT
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, required=True)
@@ -34,15 +32,7 @@ def main() -> None:
     root: Path = args.root
     cfg = load_config(args.config, _merge(parse_overrides(args.overrides), {"train": {"device": "cpu"}}))
 
-    processed = root / "processed"
-    if not (processed / "train").exists():
-        images, labels = digits_images()
-        ingest_arrays(images, labels, root / "raw")
-        preprocess(root / "raw", processed, load_params(REPO_ROOT / "params.yaml"))
-    backbone = build_backbone(cfg.eval, processed, "bench.dir", root / "backbone", "cpu")
-    ref_path = root / "reference.npz"
-    if not ref_path.exists():
-        compute_reference(backbone, processed, ref_path)
+    processed, backbone, ref_path = prepare(root, cfg)
 
     run_dir = root / "runs" / args.tag
     t0 = time.process_time()
@@ -54,6 +44,9 @@ def main() -> None:
         print(json.dumps({"variant": variant, "steps": result.steps, "cpu_s": round(cpu_s, 1)}
                          | {k: score.get(k) for k in keep}))  # fmt: skip
 
+    # A 10x10 grid (one class a column) of the EMA generator: within-class variety is seen down a column.
+    grid = save_samples(load_generator(result.checkpoint, ema=True), root / "grids" / f"{args.tag}.png")
+    print(json.dumps({"grid": str(grid)}))
     for variant, ema in (("ema", True), ("live", False)):
         row(f"{args.tag}/{variant}", score_generator(load_generator(result.checkpoint, ema=ema), backbone,
                                                      ref_path, cfg.eval, "bench.dir", "cpu"))  # fmt: skip
@@ -67,6 +60,26 @@ def main() -> None:
         score_generator(old, backbone, ref_path, cfg.eval, "bench.dir", "cpu"),
     )
     row("floor", score_real_floor(backbone, processed, ref_path, cfg.eval, "bench.dir"))
+
+
+def prepare(root: Path, cfg):
+    """The digits data (params.yaml, 32 px), the domain backbone and the FID reference under ``root``, made
+    once and reused by every benchmark run there."""
+    from ganlib.data.preprocess import load_params, preprocess
+    from ganlib.data.sources import digits_images, ingest_arrays
+    from ganlib.scoring import build_backbone, compute_reference
+    from pipelines.resources import REPO_ROOT
+
+    processed = root / "processed"
+    if not (processed / "train").exists():
+        images, labels = digits_images()
+        ingest_arrays(images, labels, root / "raw")
+        preprocess(root / "raw", processed, load_params(REPO_ROOT / "params.yaml"))
+    backbone = build_backbone(cfg.eval, processed, "bench.dir", root / "backbone", "cpu")
+    ref_path = root / "reference.npz"
+    if not ref_path.exists():
+        compute_reference(backbone, processed, ref_path)
+    return processed, backbone, ref_path
 
 
 def _merge(a: dict, b: dict) -> dict:

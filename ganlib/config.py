@@ -87,6 +87,9 @@ class LossConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="one-sided: real target 1 - s")
     feature_matching: float = Field(0.0, ge=0.0, description="weight of Salimans' feature-matching G loss")
     minibatch_discrimination: bool = False
+    mode_seeking: float = Field(
+        0.0, ge=0.0, description="weight of the mode-seeking term (Mao et al. 2019); 0 = off"
+    )
 
 
 _Beta = Annotated[float, Field(ge=0.0, lt=1.0)]  # Adam's moment decays: 1 or more never forgets
@@ -109,7 +112,8 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # autocast on CUDA only; CPU always runs fp32
     channels_last: bool = True  # CUDA only
-    compile: bool = False
+    # True: torch.compile's default mode; "reduce-overhead": also CUDA graphs (launch-bound small models).
+    compile: bool | Literal["reduce-overhead"] = False
     num_workers: int = Field(0, ge=0)
     log_every: int = Field(50, ge=1)
 

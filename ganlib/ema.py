@@ -10,6 +10,8 @@ latents come from their own generator, so the global RNG (and with it an exact r
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -34,23 +36,38 @@ def ema_beta(step: int, batch_size: int, decay: float, rampup: float | None) -> 
     return min(decay, 0.5 ** (batch_size / max(seen * rampup, 1e-8)))
 
 
-def _batchnorm_buffers(module: nn.Module) -> set[str]:
-    return {
-        f"{name}.{buf}" if name else buf
-        for name, m in module.named_modules()
-        if isinstance(m, _BatchNorm)
-        for buf, _ in m.named_buffers(recurse=False)
-    }
+_BN_BUFFERS: weakref.WeakKeyDictionary[nn.Module, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _batchnorm_buffers(module: nn.Module) -> frozenset[str]:
+    """Names of the BN running-stat buffers, computed once per module (the update runs every step)."""
+    if module not in _BN_BUFFERS:
+        _BN_BUFFERS[module] = frozenset(
+            f"{name}.{buf}" if name else buf
+            for name, m in module.named_modules()
+            if isinstance(m, _BatchNorm)
+            for buf, _ in m.named_buffers(recurse=False)
+        )
+    return _BN_BUFFERS[module]
 
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-        pe.lerp_(pm.detach(), 1.0 - decay)
+    """``ema = lerp(ema, model, 1 - decay)`` for every parameter in one multi-tensor call (one fused kernel
+    per dtype on CUDA instead of a Python loop of launches); the non-BN buffers are copied."""
+    ema_params, live = list(ema.parameters()), [p.detach() for p in model.parameters()]
+    if len(ema_params) != len(live):
+        raise ValueError(f"EMA has {len(ema_params)} parameters, the model {len(live)}")
+    if ema_params:
+        torch._foreach_lerp_(ema_params, live, 1.0 - decay)
     skip = _batchnorm_buffers(ema)  # set from the EMA weights by recalibrate_batchnorm
-    for (name, be), bm in zip(ema.named_buffers(), model.buffers(), strict=True):
-        if name not in skip:
-            be.copy_(bm)
+    pairs = [
+        (be, bm)
+        for (name, be), bm in zip(ema.named_buffers(), model.buffers(), strict=True)
+        if name not in skip
+    ]
+    if pairs:
+        torch._foreach_copy_([be for be, _ in pairs], [bm for _, bm in pairs])
 
 
 @torch.no_grad()

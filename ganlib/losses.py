@@ -68,6 +68,22 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return grad.flatten(1).pow(2).sum(1).mean()
 
 
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mao et al. 2019 (MSGAN): 1 / (mean|G(z1)-G(z2)| / mean|z1-z2|) over the batch's two halves, which
+    share their class ids; minimising it pushes samples of one class apart as their latents differ."""
+    half = fake.size(0) // 2
+    ratio = (fake[:half] - fake[half : 2 * half]).abs().mean() / (z[:half] - z[half : 2 * half]).abs().mean()
+    return 1.0 / (ratio + eps)
+
+
+def paired_labels(y: torch.Tensor | None) -> torch.Tensor | None:
+    """Class ids whose second half repeats the first, the pairs ``mode_seeking_loss`` compares."""
+    if y is None:
+        return None
+    half = y.size(0) // 2
+    return torch.cat([y[:half], y[:half], y[2 * half :]])
+
+
 def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
     """Salimans et al. 2016: ||E f(x) - E f(G(z))||_2^2 on D's intermediate features f (real side detached)."""
     return (real_features.detach().mean(0) - fake_features.mean(0)).square().sum()
@@ -111,8 +127,10 @@ def generator_objective(
     y_real: torch.Tensor | None,
     augment: Augment,
     autocast: Autocast,
+    z: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """G's loss on a fake batch: the adversarial term, plus Salimans' feature matching against ``real``."""
+    """G's loss on a fake batch: the adversarial term, plus Salimans' feature matching against ``real``
+    and the mode-seeking term on ``z`` (whose halves drew ``fake``'s halves, with paired class ids)."""
     with autocast():
         fake_logits, fake_feats = D(augment(fake), y_fake, return_features=True)
         loss = generator_loss(lc.kind, fake_logits.float())
@@ -120,4 +138,8 @@ def generator_objective(
             with torch.no_grad():
                 _, real_feats = D(augment(real), y_real, return_features=True)
             loss = loss + lc.feature_matching * feature_matching_loss(real_feats.float(), fake_feats.float())
+    if lc.mode_seeking > 0:
+        if z is None:
+            raise ValueError("mode_seeking needs the latents that drew the fake batch")
+        loss = loss + lc.mode_seeking * mode_seeking_loss(fake.float(), z)
     return loss

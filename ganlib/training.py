@@ -48,7 +48,7 @@ from .data.shards import Split
 from .devices import select_device
 from .egan import evolve_generator
 from .ema import ema_beta, recalibrate_batchnorm, update_ema
-from .losses import discriminator_objective, generator_objective
+from .losses import discriminator_objective, generator_objective, paired_labels
 from .models import ModelSpec, build_discriminator, build_generator
 from .pixels import to_model_range
 
@@ -229,12 +229,13 @@ def train(
         G_run = nn.parallel.DistributedDataParallel(G, device_ids=ids)
         D_run = nn.parallel.DistributedDataParallel(D, device_ids=ids)
     if tc.compile:
-        G_run = torch.compile(G_run)
+        compile_mode = "reduce-overhead" if tc.compile == "reduce-overhead" else None
+        G_run = torch.compile(G_run, mode=compile_mode)
         # D runs eagerly where compiled autograd cannot follow: the spectral-norm hook updates its
         # power-iteration vectors in place, and the gradient penalty and R1 need double backward.
         spectral = any(hasattr(m, "weight_orig") for m in D.modules())
         if not spectral and lc.kind != "wgan_gp" and lc.r1_gamma == 0:
-            D_run = torch.compile(D_run)
+            D_run = torch.compile(D_run, mode=compile_mode)
     # In G's step D only passes gradients through: skip DDP's gradient all-reduce for it.
     D_plain = D_run if world == 1 else D
 
@@ -338,6 +339,8 @@ def train(
         # --- generator: one step on the configured loss, or E-GAN's best of several mutations ---
         z = torch.randn(local_bs, spec.z_dim, device=device)
         y_fake = draw_labels(local_bs)
+        if lc.mode_seeking > 0:
+            y_fake = paired_labels(y_fake)
         if lc.strategy == "egan":
             evo = evolve_generator(
                 G, opt_g, D_plain, z, y_fake,
@@ -352,7 +355,7 @@ def train(
         else:
             with autocast():
                 fake = G_run(z, y_fake)
-            loss_g = generator_objective(lc, D_plain, fake, y_fake, real, y, augment, autocast)
+            loss_g = generator_objective(lc, D_plain, fake, y_fake, real, y, augment, autocast, z)
             guard.record(loss_g, step + 1, 1)
             opt_g.zero_grad(set_to_none=True)
             # Gradients for G only: D just passes them through (and toggling its requires_grad would

@@ -131,3 +131,15 @@ def test_ramp_up_copies_first_and_reaches_the_decay() -> None:
     assert ema_beta(0, 64, 0.995, 0.05) == 0.0
     betas = [ema_beta(s, 64, 0.995, 0.05) for s in range(0, 5000, 50)]
     assert betas == sorted(betas) and betas[-1] == 0.995
+
+
+def test_multi_tensor_update_equals_the_per_parameter_formula() -> None:
+    # A real generator (BN + convs): every parameter moves exactly as ema + (1 - decay) * (model - ema).
+    from ganlib.models import ModelSpec, build_generator
+
+    torch.manual_seed(0)
+    ema, model = (build_generator(ModelSpec("dcgan", 16, 1, 8, 3, 8, 8)) for _ in range(2))
+    before = [p.detach().clone() for p in ema.parameters()]
+    update_ema(ema, model, decay=0.7)
+    for old, new, live in zip(before, ema.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(new, old + 0.3 * (live - old), rtol=0, atol=1e-7)

@@ -15,6 +15,8 @@ from ganlib.losses import (
     feature_matching_loss,
     generator_loss,
     gradient_penalty,
+    mode_seeking_loss,
+    paired_labels,
     r1_penalty,
 )
 
@@ -178,3 +180,21 @@ def test_color_is_a_per_sample_affine_map_and_differentiable() -> None:
 def test_unknown_augment_policy() -> None:
     with pytest.raises(ValueError, match="translation"):
         diff_augment(torch.zeros(1, 1, 4, 4), ["rotate"])
+
+
+def test_mode_seeking_loss_closed_form() -> None:
+    # Two pairs: images differ by 0.5 everywhere in pair 1 and 0.1 in pair 2 -> mean |dG| = 0.3;
+    # latents differ by 2 and 0 in every entry -> mean |dz| = 1.0. Loss = 1 / (0.3 / 1.0 + 1e-5).
+    fake = torch.zeros(4, 1, 2, 2)
+    fake[2] += 0.5
+    fake[3] += 0.1
+    z = torch.zeros(4, 3)
+    z[2] += 2.0
+    assert mode_seeking_loss(fake, z).item() == pytest.approx(1 / (0.3 + 1e-5), rel=1e-6)
+    # More spread between the pair's images for the same latents gives a smaller loss.
+    assert mode_seeking_loss(2 * fake, z) < mode_seeking_loss(fake, z)
+
+
+def test_paired_labels_repeat_the_first_half() -> None:
+    assert paired_labels(torch.tensor([3, 1, 4, 1, 5])).tolist() == [3, 1, 3, 1, 5]
+    assert paired_labels(None) is None

@@ -37,7 +37,8 @@ def max_state_diff(a: dict, b: dict) -> float:
 
 
 RESUME_CASES = {
-    # Exercises n_critic, DiffAugment (random), R1, label smoothing, feature matching, minibatch discrimination.
+    # Exercises n_critic, DiffAugment (random), R1, label smoothing, feature matching, minibatch
+    # discrimination and mode seeking (paired class ids).
     "dcgan-everything": dict(
         model={"family": "dcgan"},
         loss={
@@ -45,6 +46,7 @@ RESUME_CASES = {
             "label_smoothing": 0.1,
             "feature_matching": 0.5,
             "minibatch_discrimination": True,
+            "mode_seeking": 1.0,
         },
         train={"n_critic": 2, "diffaugment": ["translation", "cutout", "color"]},
     ),

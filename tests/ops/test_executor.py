@@ -33,3 +33,9 @@ def test_k8s_without_the_package_says_what_is_missing(monkeypatch):
 def test_unknown_executor_is_refused():
     with pytest.raises(ValueError, match="GAN_EXECUTOR"):
         executor_from_env("celery")
+
+
+def test_in_process_runs_every_step_in_the_run_worker():
+    import dagster as dg
+
+    assert executor_from_env("in_process") is dg.in_process_executor
