@@ -21,6 +21,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -177,7 +178,7 @@ def main() -> None:
     cfg = load_config("default", parse_overrides([*args.overrides, "train.device=cpu"]))
     processed, backbone, ref = prepare(args.root, cfg)
     split = load_split(processed, "train")
-    images = to_model_range(torch.from_numpy(split.images).float())
+    images = to_model_range(torch.from_numpy(np.asarray(split.images)).float())  # 1.4k digits: in RAM
     labels = torch.from_numpy(split.labels).long()
 
     peer = train_peer(images, labels, args.cpu_seconds)
