@@ -12,10 +12,11 @@ from ganlib_helpers import digits_split, tiny_config, write_processed
 
 import ganlib.losses as losses
 import ganlib.training as training
+from ganlib.batch_order import epoch_batches, rank_batches
 from ganlib.data.shards import Split
 from ganlib.devices import select_device
 from ganlib.models import load_generator
-from ganlib.training import NonFiniteLossError, epoch_batches, rank_batches, train
+from ganlib.training import NonFiniteLossError, train
 
 
 @pytest.fixture(scope="module")
