@@ -6,8 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
+from ..checkpoint import load_checkpoint
 from .base import Discriminator, Generator, ModelSpec
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .sngan import SNGANDiscriminator, SNGANGenerator
@@ -49,16 +48,16 @@ def build_discriminator(
 
 def load_generator(checkpoint: str | Path, ema: bool = True, map_location: str = "cpu") -> Generator:
     """Rebuild a generator from a ganlib checkpoint (loaded with ``weights_only=True``), in eval mode."""
-    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    state = load_checkpoint(checkpoint, map_location)
     g = build_generator(ModelSpec.from_dict(state["model_spec"]))  # pruned widths are spec fields
     g.load_state_dict(state["generator_ema" if ema and "generator_ema" in state else "generator"])
     return g.eval()
 
 
 def load_discriminator(checkpoint: str | Path, map_location: str = "cpu") -> Discriminator | None:
-    """The discriminator saved with a training checkpoint, in eval mode; None when the checkpoint has none
-    (e.g. a pruned generator) or was trained with options this build cannot rebuild."""
-    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    """The discriminator saved with a training checkpoint, rebuilt with the options it was trained with, in
+    eval mode; None when the checkpoint has none (e.g. a pruned generator)."""
+    state = load_checkpoint(checkpoint, map_location)
     if "discriminator" not in state:
         return None
     options: dict = {}
