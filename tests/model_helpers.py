@@ -1,4 +1,5 @@
-"""Small generators for tests, shared across test folders (tests/ is on pytest's pythonpath)."""
+"""Small generators and their export/publish records for tests, shared across test folders (tests/ is on
+pytest's pythonpath)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,17 @@ def spread_generator(
             for _ in range(3):
                 g(*g.sample_inputs(32))
     return g.eval()
+
+
+def manifest_fields(info, **overrides) -> dict:
+    """What ``ganlib.store.publish`` takes for an export ``info``: its own fields plus made-up provenance."""
+    fields = {
+        **info.manifest_fields(),
+        "fid": {"value": 12.5, "backbone": "domain:d474"},
+        "data_hash": "d474",
+        "config": {"model": {"family": "dcgan"}, "train": {"steps": 10}},
+        "git_commit": "0" * 40,
+        "extra": {"parity_max_abs_err": 1e-7},
+    }
+    fields.update(overrides)
+    return fields
