@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from .inpaint import inpaint, load_discriminator
-    from .models import load_generator
+    from .inpaint import inpaint
+    from .models import load_discriminator, load_generator
 
     try:
         generator = load_generator(args.checkpoint, map_location=args.device)

@@ -382,8 +382,7 @@ def _build_modules(
     G = build_generator(spec).to(
         device, memory_format=torch.contiguous_format if tc.compile else memory_format
     )
-    sn = None if cfg.model.d_spectral_norm == "auto" else cfg.model.d_spectral_norm
-    D = build_discriminator(spec, cfg.loss.minibatch_discrimination, sn).to(
+    D = build_discriminator(spec, cfg.loss.minibatch_discrimination, cfg.model.d_spectral_norm).to(
         device, memory_format=memory_format
     )
     if hasattr(G, "mixing_prob"):

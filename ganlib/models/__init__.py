@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from ..checkpoint import load_checkpoint
 from .base import Discriminator, Generator, ModelSpec
@@ -37,12 +38,13 @@ def build_generator(spec: ModelSpec) -> Generator:
 
 
 def build_discriminator(
-    spec: ModelSpec, minibatch_discrimination: bool = False, spectral_norm: bool | None = None
+    spec: ModelSpec, minibatch_discrimination: bool = False, spectral_norm: bool | Literal["auto"] = "auto"
 ) -> Discriminator:
-    """``spectral_norm=None`` keeps the family's default (off for DCGAN, on for the ResNet D)."""
+    """``spectral_norm="auto"`` (the config's ``model.d_spectral_norm`` default) keeps the family's default:
+    off for DCGAN, on for the ResNet D."""
     options: dict = {"minibatch_discrimination": minibatch_discrimination}
-    if spectral_norm is not None:
-        options["spectral_norm"] = spectral_norm
+    if spectral_norm != "auto":
+        options["spectral_norm"] = bool(spectral_norm)
     return _lookup(DISCRIMINATORS, spec.family, "discriminator")(spec, **options)
 
 
@@ -60,15 +62,12 @@ def load_discriminator(checkpoint: str | Path, map_location: str = "cpu") -> Dis
     state = load_checkpoint(checkpoint, map_location)
     if "discriminator" not in state:
         return None
-    options: dict = {}
-    if "config" in state:  # rebuild D with the options it was trained with
-        cfg = json.loads(state["config"])
-        options["minibatch_discrimination"] = bool(cfg.get("loss", {}).get("minibatch_discrimination", False))
-        sn = cfg.get("model", {}).get("d_spectral_norm", "auto")
-        if sn != "auto":
-            options["spectral_norm"] = bool(sn)
-    spec = ModelSpec.from_dict(state["model_spec"])
-    d = build_discriminator(spec, **options)
+    cfg = json.loads(state.get("config", "{}"))  # rebuild D with the options it was trained with
+    d = build_discriminator(
+        ModelSpec.from_dict(state["model_spec"]),
+        bool(cfg.get("loss", {}).get("minibatch_discrimination", False)),
+        cfg.get("model", {}).get("d_spectral_norm", "auto"),
+    )
     d.load_state_dict(state["discriminator"])
     return d.eval()
 

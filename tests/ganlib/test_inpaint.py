@@ -16,8 +16,8 @@ from latent_helpers import N_VAL, TemplateGenerator, digits_at, random_generator
 from PIL import Image
 
 from ganlib import inpaint_cli
-from ganlib.inpaint import inpaint, load_discriminator, mean_fill
-from ganlib.models import load_generator
+from ganlib.inpaint import inpaint, mean_fill
+from ganlib.models import load_discriminator, load_generator
 
 REPO = Path(__file__).resolve().parents[2]
 
