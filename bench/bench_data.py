@@ -28,11 +28,12 @@ import torch
 # Runnable as a plain script from a checkout without an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ganlib.batch_order import ImageBatches, epoch_batches
 from ganlib.config import load_config
 from ganlib.data.shards import Split, load_split, write_split
 from ganlib.devices import select_device
 from ganlib.pixels import to_model_range
-from ganlib.training import epoch_batches, train
+from ganlib.training import train
 
 
 def synthetic_split(root: Path, n: int, resolution: int, seed: int = 0) -> Split:
@@ -54,16 +55,14 @@ def _sync(device: torch.device) -> None:
 def loader_rate(split: Split, batch_size: int, batches: int, device: torch.device, resident: bool) -> float:
     """Images/s of the training loop's batch path, without the model (best of two passes)."""
     images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device) if resident else None
-    best = 0.0
+    reader, best = ImageBatches(split.images), 0.0
     for _ in range(2):
         order = epoch_batches(len(split.images), batch_size, seed=0, start_batch=0)
         _sync(device)
         t0 = time.perf_counter()
         for _, idx in zip(range(batches), order, strict=False):
-            if images is not None:
-                batch = images[idx.to(device)]
-            else:  # what a DataLoader worker does (_ImageBatches), then the main loop's copy to the device
-                batch = torch.from_numpy(np.ascontiguousarray(split.images[idx.numpy()])).to(device)
+            # resident: index the device copy; else what a DataLoader worker does, then the copy to the device
+            batch = images[idx.to(device)] if images is not None else reader[idx][0].to(device)
             real = to_model_range(batch)
         _sync(device)
         best = max(best, batches * batch_size / (time.perf_counter() - t0))

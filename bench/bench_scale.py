@@ -146,10 +146,10 @@ EPOCH = """
 import sys, time, json
 from ganlib.data.shards import load_split
 from ganlib.pixels import to_model_range
-from ganlib.training import _ImageBatches, epoch_batches
+from ganlib.batch_order import ImageBatches, epoch_batches
 t0 = time.perf_counter()
 split = load_split(sys.argv[1], "train")
-reader, n = _ImageBatches(split.images), 0
+reader, n = ImageBatches(split.images), 0
 for _, idx in zip(range(len(split) // 64), epoch_batches(len(split), 64, seed=0, start_batch=0)):
     batch, _ = reader[idx]
     to_model_range(batch)

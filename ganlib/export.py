@@ -150,6 +150,7 @@ def export_onnx(
     names = ["z", "class_id"][: len(args)]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter (deprecations, axis-renaming notes)
+        common = dict(opset_version=opset, input_names=names, output_names=["image"])
         if exporter == "dynamo":
             batch = torch.export.Dim("N", min=1, max=MAX_BATCH)
             torch.onnx.export(
@@ -157,25 +158,15 @@ def export_onnx(
                 args,
                 str(path),
                 dynamo=True,
-                opset_version=opset,
-                input_names=names,
-                output_names=["image"],
                 dynamic_shapes={n: {0: batch} for n in names},
                 external_data=False,  # one file: no side .data file to lose on the way to the store
                 optimize=True,
                 verbose=False,
+                **common,
             )
         elif exporter == "torchscript":
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=names,
-                output_names=["image"],
-                dynamic_axes={n: {0: "N"} for n in [*names, "image"]},
-            )
+            dynamic_axes = {n: {0: "N"} for n in [*names, "image"]}
+            torch.onnx.export(wrapper, args, str(path), dynamo=False, dynamic_axes=dynamic_axes, **common)
         else:
             raise ValueError(f"unknown exporter {exporter!r}: use 'dynamo' or 'torchscript'")
 

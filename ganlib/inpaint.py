@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .models import load_discriminator  # noqa: F401 (re-exported: callers import it from here)
 from .models.base import Discriminator, Generator
 
 

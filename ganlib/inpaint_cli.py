@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .pixels import to_uint8
+from .pixels import to_model_range, to_uint8
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_png(path: str | Path, channels: int, resolution: int, nearest: bool = False) -> np.ndarray:
-    """A PNG as float32 [channels, resolution, resolution] in [0, 1]."""
+    """A PNG as uint8 [channels, resolution, resolution]."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -48,7 +48,7 @@ def read_png(path: str | Path, channels: int, resolution: int, nearest: bool = F
         if img.size != (resolution, resolution):
             resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
             img = img.resize((resolution, resolution), resample)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+        arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -70,15 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from .inpaint import inpaint, load_discriminator
-    from .models import load_generator
+    from .inpaint import inpaint
+    from .models import load_discriminator, load_generator
 
     try:
         generator = load_generator(args.checkpoint, map_location=args.device)
         discriminator = load_discriminator(args.checkpoint, map_location=args.device) if args.lam else None
         spec = generator.spec
         image = read_png(args.image, spec.channels, spec.resolution)
-        known = read_png(args.mask, 1, spec.resolution, nearest=True)[:1] >= 0.5
+        known = read_png(args.mask, 1, spec.resolution, nearest=True)[:1] >= 128
     except (OSError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:  # unreadable or not ours
         print(f"gan-inpaint: {exc}", file=sys.stderr)
         return 1
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gan-inpaint: --class-id must be in [0, {generator.num_classes})", file=sys.stderr)
         return 2
 
-    x = torch.from_numpy(image * 2.0 - 1.0)[None]
+    x = torch.from_numpy(to_model_range(image))[None]
     m = torch.from_numpy(known.astype(np.float32))[None]
     result = inpaint(
         generator.to(args.device),

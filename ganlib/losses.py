@@ -1,6 +1,7 @@
-"""Adversarial losses and regularisers, written from the papers' formulas.
+"""Adversarial losses and regularisers, written from the papers' formulas, and the two objectives the
+training loop minimises, composed from them as the config asks.
 
-All functions take raw discriminator logits (no sigmoid applied) and return a scalar tensor.
+The losses take raw discriminator logits (no sigmoid applied); every function returns a scalar tensor.
 """
 
 from __future__ import annotations

@@ -32,9 +32,12 @@ def code_version(*paths: str) -> str:
 
 # What each asset runs, beyond its own module under pipelines/assets/.
 DATA = ("ganlib/data", "pipelines/assets/data.py", "pipelines/dvc.py")
-REFERENCE = ("ganlib/scoring.py", "ganlib/metrics", "pipelines/assets/model.py")
+REFERENCE = ("ganlib/scoring.py", "ganlib/metrics", "ganlib/pixels.py", "pipelines/assets/model.py")
 TRAINING = (
     "ganlib/training.py",
+    "ganlib/batch_order.py",
+    "ganlib/ema.py",
+    "ganlib/pixels.py",
     "ganlib/models",
     "ganlib/losses.py",
     "ganlib/augment.py",

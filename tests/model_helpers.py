@@ -1,4 +1,5 @@
-"""Small generators for tests, shared across test folders (tests/ is on pytest's pythonpath)."""
+"""Small generators and their export/publish records for tests, shared across test folders (tests/ is on
+pytest's pythonpath)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ def parameters_digest(module: torch.nn.Module) -> str:
         t = p.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode() + t.numpy().tobytes())
     return h.hexdigest()
+
+
+def manifest_fields(info, **overrides) -> dict:
+    """What ``ganlib.store.publish`` takes for an export ``info``: its own fields plus made-up provenance."""
+    fields = {
+        **info.manifest_fields(),
+        "fid": {"value": 12.5, "backbone": "domain:d474"},
+        "data_hash": "d474",
+        "config": {"model": {"family": "dcgan"}, "train": {"steps": 10}},
+        "git_commit": "0" * 40,
+        "extra": {"parity_max_abs_err": 1e-7},
+    }
+    fields.update(overrides)
+    return fields

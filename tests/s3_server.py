@@ -1,8 +1,6 @@
-"""A real S3-protocol server on loopback for tests (moto's server mode), reusable from any test directory.
+"""A real S3-protocol server on loopback for tests (moto's server mode), reusable from any test directory
+(tests/ is on pytest's pythonpath)::
 
-Import it by path-independent means, e.g. in a conftest::
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ directory
     from s3_server import fake_aws_env, moto_server, moto_server_process
 
 ``moto_server()`` runs in a thread of the test process (fast; no authentication: any credentials pass).
@@ -15,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from loopback import free_port
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -43,13 +42,6 @@ def fake_aws_env(monkeypatch) -> None:
         monkeypatch.setenv(k, v)
     for k in UNSET_ENV:
         monkeypatch.delenv(k, raising=False)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -95,7 +87,7 @@ def moto_server_process(
     """moto in a subprocess; with ``auth`` every request after the first two (which create an IAM user
     and its key) must be signed by a known key, as on AWS. ``policy``: an IAM policy document the user
     gets (without one it is denied everything)."""
-    port = closed_port()
+    port = free_port()
     env = {**os.environ, **FAKE_ENV}
     if auth:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = "2" if policy is None else "3"

@@ -61,6 +61,16 @@ def materialize_tiny(
     )
 
 
+def tiny_chain(root: Path):
+    """(workspace, store, instance, result): the whole chain materialized on the tiny default config in a
+    fresh workspace under ``root``, on its own ephemeral instance."""
+    import dagster as dg
+
+    ws, store = make_workspace(root / "ws"), root / "store"
+    instance = dg.DagsterInstance.ephemeral()
+    return ws, store, instance, materialize_tiny(ws, store, instance=instance)
+
+
 def step_failure(result) -> str:
     """The first failed step's error message (the one line a user reads)."""
     failure = next(e for e in result.all_events if e.is_step_failure)

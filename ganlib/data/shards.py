@@ -7,8 +7,9 @@
 
 Shards are memory-mapped on load and never concatenated: ``Split.images`` is a ``ShardedImages`` view that
 answers ``images[i]``, ``images[a:b]`` and ``images[index_array]`` by reading only those rows from the shards.
-Opening a split costs one file handle per shard, and RAM holds only the batches being read (the rest is the
-OS page cache), so a split larger than RAM trains as well as a small one.
+Opening a split maps each shard (no pixels are read) and loads the labels (8 bytes an image); after that RAM
+holds only the batches being read (the rest is the OS page cache), so a split larger than RAM trains as
+well as a small one.
 """
 
 from __future__ import annotations

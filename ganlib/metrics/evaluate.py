@@ -10,7 +10,7 @@ The FID is the mean over k fake-sample seeds. Its 95% interval covers both sides
 combined as half-width = sqrt(fake_half^2 + real_half^2). With a few hundred reference images the real side
 dominates; an interval over seeds alone understates the spread. The bootstrap errs wide: against references
 truly redrawn from the population (Monte Carlo, Gaussian features, D = 8 and 64) it overstates the real
-side's spread 1.3-2.5x (tests/metrics/test_metrics_evaluate.py), so the interval is conservative. The interval does not remove FID's upward
+side's spread 1.3-2.5x (tests/ganlib/metrics/test_evaluate.py), so the interval is conservative. The interval does not remove FID's upward
 bias at finite n, which is why scores are only comparable at equal n, backbone and reference.
 
 KID is computed on features standardized by the reference's per-dimension mean and standard deviation

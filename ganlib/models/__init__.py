@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
-import torch
-
+from ..checkpoint import load_checkpoint
 from .base import Discriminator, Generator, ModelSpec
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .sngan import SNGANDiscriminator, SNGANGenerator
@@ -38,38 +38,36 @@ def build_generator(spec: ModelSpec) -> Generator:
 
 
 def build_discriminator(
-    spec: ModelSpec, minibatch_discrimination: bool = False, spectral_norm: bool | None = None
+    spec: ModelSpec, minibatch_discrimination: bool = False, spectral_norm: bool | Literal["auto"] = "auto"
 ) -> Discriminator:
-    """``spectral_norm=None`` keeps the family's default (off for DCGAN, on for the ResNet D)."""
+    """``spectral_norm="auto"`` (the config's ``model.d_spectral_norm`` default) keeps the family's default:
+    off for DCGAN, on for the ResNet D."""
     options: dict = {"minibatch_discrimination": minibatch_discrimination}
-    if spectral_norm is not None:
-        options["spectral_norm"] = spectral_norm
+    if spectral_norm != "auto":
+        options["spectral_norm"] = bool(spectral_norm)
     return _lookup(DISCRIMINATORS, spec.family, "discriminator")(spec, **options)
 
 
 def load_generator(checkpoint: str | Path, ema: bool = True, map_location: str = "cpu") -> Generator:
     """Rebuild a generator from a ganlib checkpoint (loaded with ``weights_only=True``), in eval mode."""
-    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    state = load_checkpoint(checkpoint, map_location)
     g = build_generator(ModelSpec.from_dict(state["model_spec"]))  # pruned widths are spec fields
     g.load_state_dict(state["generator_ema" if ema and "generator_ema" in state else "generator"])
     return g.eval()
 
 
 def load_discriminator(checkpoint: str | Path, map_location: str = "cpu") -> Discriminator | None:
-    """The discriminator saved with a training checkpoint, in eval mode; None when the checkpoint has none
-    (e.g. a pruned generator) or was trained with options this build cannot rebuild."""
-    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    """The discriminator saved with a training checkpoint, rebuilt with the options it was trained with, in
+    eval mode; None when the checkpoint has none (e.g. a pruned generator)."""
+    state = load_checkpoint(checkpoint, map_location)
     if "discriminator" not in state:
         return None
-    options: dict = {}
-    if "config" in state:  # rebuild D with the options it was trained with
-        cfg = json.loads(state["config"])
-        options["minibatch_discrimination"] = bool(cfg.get("loss", {}).get("minibatch_discrimination", False))
-        sn = cfg.get("model", {}).get("d_spectral_norm", "auto")
-        if sn != "auto":
-            options["spectral_norm"] = bool(sn)
-    spec = ModelSpec.from_dict(state["model_spec"])
-    d = build_discriminator(spec, **options)
+    cfg = json.loads(state.get("config", "{}"))  # rebuild D with the options it was trained with
+    d = build_discriminator(
+        ModelSpec.from_dict(state["model_spec"]),
+        bool(cfg.get("loss", {}).get("minibatch_discrimination", False)),
+        cfg.get("model", {}).get("d_spectral_norm", "auto"),
+    )
     d.load_state_dict(state["discriminator"])
     return d.eval()
 

@@ -1,4 +1,5 @@
-"""Shared helpers for the ganlib tests: real digits at small resolutions and a tiny, fast config.
+"""Shared helpers for the ganlib tests: real digits at small resolutions, a tiny fast config, a tiny trained
+DCGAN and a processed dataset on disk.
 
 (A plain module, not conftest.py: other test folders have their own conftest, and ``from conftest import``
 would pick whichever was imported first.)
@@ -7,7 +8,6 @@ would pick whichever was imported first.)
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,20 @@ def write_processed(root: Path, resolution: int = 16, n: int = 64) -> Path:
     return root
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def train_tiny_dcgan(
+    out_dir: Path, split: Split, *, steps: int, batch_size: int, conditional: bool | str = "auto"
+) -> Path:
+    """A 16-wide DCGAN (z_dim 16, EMA decay 0.99) trained ``steps`` steps on ``split``; its checkpoint."""
+    from ganlib.training import train
+
+    cfg = tiny_config(
+        model={"z_dim": 16, "g_width": 16, "d_width": 16, "conditional": conditional},
+        train={
+            "steps": steps,
+            "batch_size": batch_size,
+            "checkpoint_every": steps,
+            "log_every": steps,
+            "ema_decay": 0.99,
+        },
+    )
+    return train(cfg, split, out_dir, resume=False, progress=False).checkpoint

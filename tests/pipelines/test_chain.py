@@ -7,7 +7,7 @@ import json
 import dagster as dg
 import numpy as np
 import pytest
-from workspace_helpers import make_workspace, materialize_tiny
+from workspace_helpers import make_workspace, materialize_tiny, tiny_chain
 
 from pipelines.definitions import ASSETS
 
@@ -19,10 +19,7 @@ FAILING = {"eval": {"fid_max": 1e-9}, "train": {"steps": 20}}  # a model no gate
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """One full run, shared by the assertions below (the run is the expensive part)."""
-    root = tmp_path_factory.mktemp("chain")
-    ws, store = make_workspace(root / "ws"), root / "store"
-    instance = dg.DagsterInstance.ephemeral()
-    result = materialize_tiny(ws, store, instance=instance)
+    ws, store, instance, result = tiny_chain(tmp_path_factory.mktemp("chain"))
     return ws, store, result, instance
 
 

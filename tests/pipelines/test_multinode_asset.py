@@ -1,7 +1,7 @@
 """compute.nodes = 2: the trained_generator asset launches a two-node torchrun job through its node launcher
 and reads the result back from the shared run folder. The launcher here is the loopback one: both nodes are
 torchrun processes on this machine running the Kubernetes pods' exact command (c10d rendezvous on
-127.0.0.1, gloo); only the Kubernetes API calls are not made (tests/ops/test_k8s_manifests.py checks what
+127.0.0.1, gloo); only the Kubernetes API calls are not made (tests/pipelines/test_k8s_training.py checks what
 they would submit)."""
 
 from __future__ import annotations

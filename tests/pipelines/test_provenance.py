@@ -12,9 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import dagster as dg
 import pytest
-from workspace_helpers import make_workspace, materialize_tiny, step_failure
+from workspace_helpers import materialize_tiny, step_failure, tiny_chain
 
 from ganlib.store import sha256_file
 from pipelines import gate_decisions
@@ -27,10 +26,7 @@ EXPORT_ALONE = ["onnx_generator"]
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    root = tmp_path_factory.mktemp("provenance")
-    ws, store = make_workspace(root / "ws"), root / "store"
-    instance = dg.DagsterInstance.ephemeral()
-    result = materialize_tiny(ws, store, instance=instance)
+    ws, store, instance, result = tiny_chain(tmp_path_factory.mktemp("provenance"))
     assert result.success
     return ws, store, instance, result
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...data.versions import short_key
 from ...pixels import to_model_range
 from .base import FeatureBackbone, state_dict_sha256
 
@@ -109,7 +110,7 @@ class DomainBackbone(FeatureBackbone):
         loaded_from_cache: bool = False,
     ) -> None:
         self.data_hash = data_hash
-        self.name = f"domain:{data_hash[:8]}"
+        self.name = f"domain:{short_key(data_hash)}"
         self.config = net.cfg
         self.feature_dim = net.cfg.feature_dim
         self.num_classes = net.cfg.num_classes if net.cfg.kind == "classifier" else 0
