@@ -1,10 +1,15 @@
 """Raw image sources: the built-in digits, an image folder, an ``s3://`` prefix, a torchvision dataset.
 
-Every source lands as ``<raw_dir>/<class>/<file>`` (class = first-level subfolder; ``_unlabelled`` when the
-source has no labels) plus ``manifest.parquet`` (accepted files: size, shape, mode, label, sha256),
-``rejects.parquet`` (rejected files with the reason) and ``skipped.parquet`` (hidden files and folders,
-empty class folders: not data, but listed). A rejected file is never silently dropped: it is listed, and
-ingestion fails when the rejected fraction exceeds a bound.
+Every source lands in ``<raw_dir>/`` as checksummed tar shards of the accepted files' original bytes
+(``shards/raw-00000.tar``, see ``raw_shards``: DVC then tracks a handful of shards, not one entry per image),
+``shards.json`` (each shard's sha256), ``manifest.parquet`` (accepted files: ``<class>/<file>`` name (class =
+first-level subfolder; ``_unlabelled`` when the source has no labels), size, shape, mode, label, sha256, shard
+and byte offset), ``rejects.parquet`` (rejected files with the reason) and ``skipped.parquet`` (hidden files
+and folders, empty class folders: not data, but listed). A rejected file is never silently dropped: it is
+listed, and ingestion fails when the rejected fraction exceeds a bound.
+
+Validation (a full decode: the cost of ingestion) runs across all cores, one shard per task; each task
+writes its own shard, so nothing but manifest rows comes back to this process and memory stays flat.
 
 Symbolic links in a folder source are never followed out of it: a link to a file inside the folder is
 read like that file; a link that leaves the folder, dangles or points at a folder is rejected with the
@@ -16,16 +21,19 @@ failed ingest leaves the previous raw data as it was.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .parallel import ordered_map
+from .parallel import MIN_PARALLEL_ITEMS, ordered_map
+from .raw_shards import IMAGES_PER_SHARD, ShardWriter, open_shard, read_index, shard_file, write_index
 from .shards import UNLABELLED
 from .validate import (
     ACCEPTED_MODES,
@@ -48,11 +56,23 @@ __all__ = [
     "ingest_arrays",
     "ingest_folder",
     "ingest_source",
+    "raw_image_bytes",
     "sha256_bytes",
     "validate_image",
 ]
 
-MANIFEST_COLUMNS = ["file", "label", "size", "height", "width", "channels", "mode", "sha256"]
+MANIFEST_COLUMNS = [
+    "file",
+    "label",
+    "size",
+    "height",
+    "width",
+    "channels",
+    "mode",
+    "sha256",
+    "shard",
+    "offset",
+]
 REJECT_COLUMNS = ["file", "reason"]
 SKIPPED_COLUMNS = ["file", "reason"]
 
@@ -83,22 +103,6 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
     d = load_digits()
     images = np.clip(d.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)  # 0..16 -> 0..255
     return images, d.target.astype(np.int64)
-
-
-def write_array_images(
-    raw_dir: Path, images: np.ndarray, labels: Iterable[str], progress: bool = False
-) -> None:
-    """Write an array source (digits, a torchvision set) as PNG files, class = subfolder."""
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    pairs = zip(images, labels, strict=True)
-    for i, (img, label) in enumerate(
-        tqdm(pairs, total=len(images), desc="write", unit="img", disable=not progress)
-    ):
-        out = raw_dir / str(label)
-        out.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.asarray(img)).save(out / f"{i:06d}.png", optimize=False)
 
 
 # --- staging: build next to raw_dir, swap in when complete ---------------------------------------------
@@ -135,19 +139,6 @@ def _swap_in(staging: Path, raw_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _row(file: str, label: str, data: bytes, info: ImageInfo) -> dict:
-    return {
-        "file": file,
-        "label": label,
-        "size": len(data),
-        "height": info.height,
-        "width": info.width,
-        "channels": info.channels,
-        "mode": info.mode,
-        "sha256": sha256_bytes(data),
-    }
-
-
 class _Manifest:
     """Accepted rows, written to ``manifest.parquet`` in batches: memory stays flat in the file count."""
 
@@ -169,7 +160,10 @@ class _Manifest:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(pd.DataFrame(self.batch, columns=MANIFEST_COLUMNS), preserve_index=False)
+        frame = pd.DataFrame(self.batch, columns=MANIFEST_COLUMNS).astype(
+            {"offset": "int64", "size": "int64"}
+        )
+        table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table)
@@ -179,6 +173,73 @@ class _Manifest:
         if self.batch or self.writer is None:
             self._flush()
         self.writer.close()
+
+
+# --- shards: each task validates one shard's worth of files and writes that shard ----------------------
+
+# What a task returns: manifest rows, rejects, and the shard's shards.json entry (None: nothing accepted).
+ShardResult = tuple[list[dict], list[dict[str, str]], dict[str, Any] | None]
+# A file's bytes (plus its ImageInfo), or the reason it is rejected.
+Checked = tuple[bytes, ImageInfo] | str
+
+
+def _write_shard(staging: Path, index: int, items: Iterator[tuple[str, str, Checked]]) -> ShardResult:
+    """Pack the accepted ``(source name, raw name, checked)`` items into shard ``index`` under ``staging``."""
+    rows: list[dict] = []
+    rejects: list[dict[str, str]] = []
+    writer = None
+    for source_name, name, checked in items:
+        if isinstance(checked, str):
+            rejects.append({"file": source_name, "reason": checked})
+            continue
+        data, info = checked
+        writer = writer or ShardWriter(staging / shard_file(index))
+        offset = writer.add(name, data)
+        rows.append(
+            {
+                "file": name,
+                "label": name.split("/")[0],
+                "size": len(data),
+                "height": info.height,
+                "width": info.width,
+                "channels": info.channels,
+                "mode": info.mode,
+                "sha256": sha256_bytes(data),
+                "shard": shard_file(index),
+                "offset": offset,
+            }
+        )
+    entry = None if writer is None else {"file": shard_file(index), **writer.close()}
+    return rows, rejects, entry
+
+
+def _run_shards(
+    staging: Path,
+    task: Callable[[tuple[int, Any]], ShardResult],
+    groups: Sequence[Any],
+    total: int,
+    rejects: list[dict[str, str]],
+    progress: bool,
+) -> _Manifest:
+    """Run ``task`` over the shard ``groups`` (in parallel for a large source), collecting the results."""
+    from tqdm.auto import tqdm
+
+    manifest, shards = _Manifest(staging / "manifest.parquet"), []
+    workers = 1 if total < MIN_PARALLEL_ITEMS else None
+    bar = tqdm(total=total, desc="validate", unit="img", disable=not progress)
+    for rows, bad, entry in ordered_map(task, list(enumerate(groups)), workers=workers, chunksize=1):
+        for row in rows:
+            manifest.add(row)
+        rejects.extend(bad)
+        shards += [entry] if entry else []
+        bar.update(len(rows) + len(bad))
+    bar.close()
+    write_index(staging, shards)
+    return manifest
+
+
+def _chunks(items: Sequence, size: int) -> list:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 # --- sources --------------------------------------------------------------------------------------------
@@ -246,29 +307,26 @@ def _read_inside(path: Path, root: Path) -> bytes | str:
         return f.read()
 
 
-def _ingest_file(source: Path, root: Path, staging: Path, max_pixels: int | None, rel_name: str) -> dict | str:
-    """Validate one file and copy it into ``staging``: its manifest row, or the reason it was rejected."""
-    rel = Path(rel_name)
-    data = _read_inside(source / rel, root)
+def _check_file(source: Path, root: Path, max_pixels: int, rel_name: str) -> Checked:
+    """One source file's bytes and image info, or the reason it is rejected."""
+    data = _read_inside(source / rel_name, root)
     if isinstance(data, str):
         return data
     info, reason = reject_reason(rel_name, data, max_pixels)
-    if info is None:
-        return str(reason)
-    dest_rel = rel if len(rel.parts) > 1 else Path(UNLABELLED) / rel
-    dest = staging / dest_rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(data)
-    return _row(dest_rel.as_posix(), dest_rel.parts[0], data, info)
+    return str(reason) if info is None else (data, info)
 
 
-def _files_of(folder: Path) -> list[Path]:
-    """Every file under ``folder`` except hidden ones (and those in hidden folders: .git, .ipynb_checkpoints)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def _raw_name(rel_name: str) -> str:
+    """Its name in the raw data: the source path, under ``_unlabelled/`` when it has no class folder."""
+    return rel_name if "/" in rel_name else f"{UNLABELLED}/{rel_name}"
+
+
+def _folder_shard(
+    source: Path, root: Path, staging: Path, max_pixels: int, task: tuple[int, list[str]]
+) -> ShardResult:
+    index, names = task
+    checked = ((n, _raw_name(n), _check_file(source, root, max_pixels, n)) for n in names)
+    return _write_shard(staging, index, checked)
 
 
 def ingest_folder(
@@ -279,16 +337,15 @@ def ingest_folder(
     *,
     describe: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    images_per_shard: int = IMAGES_PER_SHARD,
 ) -> IngestReport:
-    """Validate every file of an image folder (class = first-level subfolder) into ``raw_dir``.
+    """Validate every file of an image folder (class = first-level subfolder) into ``raw_dir``'s shards.
 
-    Accepted files are copied, keeping their path below the class folder (so equal names in different
-    subfolders never collide); rejects are listed with the reason, skipped entries (hidden, empty class
-    folders) too. Manifest, rejects and skipped tables are written even when the run fails, so the user sees
-    exactly which files were wrong.
+    Accepted files keep their path below the class folder as their name in the shards (so equal names in
+    different subfolders never collide); rejects are listed with the reason, skipped entries (hidden, empty
+    class folders) too. Manifest, rejects and skipped tables are written even when the run fails, so the
+    user sees exactly which files were wrong.
     """
-    from tqdm.auto import tqdm
-
     source, raw_dir = Path(source), Path(raw_dir)
     describe = describe or str(source)
     if not source.is_dir():
@@ -296,17 +353,28 @@ def ingest_folder(
     root = source.resolve()
     staging = _fresh_staging(raw_dir)
     files, rejects, skipped = _walk(source)
-    names = [p.relative_to(source).as_posix() for p in files]
-    manifest = _Manifest(staging / "manifest.parquet")
-    checked = ordered_map(partial(_ingest_file, source, root, staging, max_pixels), names, chunksize=256)
-    results = tqdm(zip(names, checked, strict=True), total=len(names), desc="validate", unit="img", disable=not progress)
-    for rel, result in results:
-        if isinstance(result, str):
-            rejects.append({"file": rel, "reason": result})
-        else:
-            manifest.add(result)
+    # Shards follow the order of the names in the raw data, so the manifest comes out sorted by name.
+    names = sorted((p.relative_to(source).as_posix() for p in files), key=_raw_name)
+    task = partial(_folder_shard, source, root, staging, max_pixels)
+    manifest = _run_shards(staging, task, _chunks(names, images_per_shard), len(names), rejects, progress)
     rejects.sort(key=lambda r: r["file"])
     return _finish(staging, raw_dir, manifest, rejects, max_reject_fraction, describe, skipped)
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _array_shard(staging: Path, task: tuple[int, list[tuple[str, np.ndarray]]]) -> ShardResult:
+    index, items = task
+    checked = (
+        (name, name, (data, validate_image(data))) for name, data in ((n, _png(im)) for n, im in items)
+    )
+    return _write_shard(staging, index, checked)
 
 
 def ingest_arrays(
@@ -315,21 +383,44 @@ def ingest_arrays(
     raw_dir: Path,
     class_names: list[str] | None = None,
     progress: bool = False,
+    images_per_shard: int = IMAGES_PER_SHARD,
 ) -> IngestReport:
-    """Ingest an in-memory uint8 array source (HxW or HxWxC per image) through the same validation."""
+    """Ingest an in-memory uint8 array source (HxW or HxWxC per image) as PNGs, through the same validation.
+
+    Image ``i`` is named ``<class>/<i:06d>.png``.
+    """
     raw_dir = Path(raw_dir)
     staging = _fresh_staging(raw_dir)
-    names = (
+    classes = (
         [UNLABELLED] * len(images)
         if labels is None
         else [(class_names[int(v)] if class_names else str(int(v))) for v in labels]
     )
-    write_array_images(staging, images, names, progress)
-    manifest = _Manifest(staging / "manifest.parquet")
-    for path in _files_of(staging):
-        data = path.read_bytes()
-        manifest.add(_row(path.relative_to(staging).as_posix(), path.parent.name, data, validate_image(data)))
+    named = sorted((f"{c}/{i:06d}.png", i) for i, c in enumerate(classes))
+    groups = [[(n, images[i]) for n, i in chunk] for chunk in _chunks(named, images_per_shard)]
+    manifest = _run_shards(staging, partial(_array_shard, staging), groups, len(named), [], progress)
     return _finish(staging, raw_dir, manifest, [], 0.0, "arrays")
+
+
+def raw_image_bytes(raw_dir: Path, rows: Sequence[int] | None = None) -> Iterator[tuple[str, bytes]]:
+    """``(name, original bytes)`` of the raw images at manifest ``rows`` (default: all, in name order), read
+    from the shards after checking each shard's sha256."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw_dir = Path(raw_dir)
+    table = pq.read_table(raw_dir / "manifest.parquet", columns=["file", "shard", "offset", "size"])
+    if rows is not None:
+        table = table.take(pa.array(rows, pa.int64()))
+    index, opened = read_index(raw_dir), {}
+    try:
+        for row in table.to_pylist():
+            if row["shard"] not in opened:
+                opened[row["shard"]] = open_shard(raw_dir, index[row["shard"]])
+            yield row["file"], opened[row["shard"]][row["offset"] : row["offset"] + row["size"]]
+    finally:
+        for mm in opened.values():
+            mm.close()
 
 
 def _finish(
@@ -381,27 +472,32 @@ def ingest_source(
     download_root: Path | None = None,
     endpoint_url: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    images_per_shard: int = IMAGES_PER_SHARD,
 ) -> IngestReport:
     """Dispatch on the source string: ``digits``, ``torchvision:<NAME>``, ``s3://bucket/prefix``, or a folder.
 
     ``download_root``: where torchvision datasets are read from (and downloaded to, with ``allow_download``).
     ``endpoint_url``: an S3-compatible server for ``s3://`` sources (else boto3's default chain).
     ``max_pixels``: images with more pixels are rejected from their header, before decoding.
+    ``images_per_shard``: how many images one raw shard holds (see ``raw_shards``).
     """
     raw_dir = Path(raw_dir)
     if not 0.0 <= max_reject_fraction <= 1.0:
         raise IngestError(f"max_reject_fraction must be in [0, 1], got {max_reject_fraction}")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise IngestError(f"ingest.max_pixels must be a whole number >= 1, got {max_pixels!r}")
+    if isinstance(images_per_shard, bool) or not isinstance(images_per_shard, int) or images_per_shard < 1:
+        raise IngestError(f"ingest.images_per_shard must be a whole number >= 1, got {images_per_shard!r}")
+    shards = {"images_per_shard": images_per_shard}
     if source == "digits":
         images, labels = digits_images()
-        return ingest_arrays(images, labels, raw_dir, progress=progress)
+        return ingest_arrays(images, labels, raw_dir, progress=progress, **shards)
     if source.startswith("torchvision:"):
         from .torchvision_source import torchvision_arrays
 
         root = Path(download_root) if download_root else default_download_root(raw_dir)
         images, labels, names = torchvision_arrays(source.split(":", 1)[1], root, allow_download)
-        return ingest_arrays(images, labels, raw_dir, class_names=names, progress=progress)
+        return ingest_arrays(images, labels, raw_dir, class_names=names, progress=progress, **shards)
     if source.startswith("s3://"):
         from .s3_source import download_prefix
 
@@ -409,8 +505,16 @@ def ingest_source(
         try:
             local = download_prefix(source, download, progress=progress, endpoint_url=endpoint_url)
             return ingest_folder(
-                local, raw_dir, max_reject_fraction, progress, describe=source, max_pixels=max_pixels
+                local,
+                raw_dir,
+                max_reject_fraction,
+                progress,
+                describe=source,
+                max_pixels=max_pixels,
+                **shards,
             )
         finally:
             shutil.rmtree(download, ignore_errors=True)  # the accepted files are in raw_dir now
-    return ingest_folder(Path(source), raw_dir, max_reject_fraction, progress, max_pixels=max_pixels)
+    return ingest_folder(
+        Path(source), raw_dir, max_reject_fraction, progress, max_pixels=max_pixels, **shards
+    )
