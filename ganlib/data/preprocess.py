@@ -69,11 +69,14 @@ def load_image(path: Path | IO[bytes], resolution: int, channels: int, backgroun
             rgba = im.convert("RGBA")
             im = Image.alpha_composite(Image.new("RGBA", rgba.size, (*_rgb(background), 255)), rgba)
         im = im.convert("L" if channels == 1 else "RGB")
-        # Centre-crop to square, then resize with antialiasing (PIL's filters are antialiased).
+        # Centre-crop to square, then resize with antialiasing (PIL's filters are antialiased). Either step
+        # is skipped when it would return the same pixels (a square image, the target size).
         w, h = im.size
         s = min(w, h)
-        im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
+        if w != h:
+            im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        if s != resolution:
+            im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
         arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 

@@ -43,11 +43,27 @@ def shard_file(i: int) -> str:
     return f"shards/raw-{i:05d}.tar"
 
 
+# A ustar header with fixed mode 0644, owner 0:0, mtime 0 (the same files always give the same shard bytes,
+# so a stable DVC hash); the name, size and checksum are filled in per file.
+_USTAR = bytearray(_BLOCK)
+_USTAR[100:148] = b"0000644\x000000000\x000000000\x0000000000000\x0000000000000\x00"
+_USTAR[148:157] = b"        0"  # checksum (computed with these spaces), then type 0: a regular file
+_USTAR[257:265] = b"ustar\x0000"
+
+
 def _header(name: str, size: int) -> bytes:
-    # Fixed owner, mode and mtime: the same files always give the same shard bytes (a stable DVC hash).
-    info = tarfile.TarInfo(name)
-    info.size = size
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    """The tar header of one regular file. Built by hand for the usual short ASCII name (tarfile's own costs
+    ~20 us a file, a tenth of a PNG decode); tarfile's PAX header for anything else."""
+    raw = name.encode("ascii", "surrogateescape") if name.isascii() else b""
+    if not raw or len(raw) > 100 or size >= 8**11:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    block = bytearray(_USTAR)
+    block[: len(raw)] = raw
+    block[124:136] = b"%011o\x00" % size
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
 
 
 class ShardWriter:
@@ -55,7 +71,7 @@ class ShardWriter:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self._fh, self._sha = path, open(path, "wb"), hashlib.sha256()  # noqa: SIM115
+        self.path, self._fh, self._sha = path, open(path, "wb", buffering=1 << 20), hashlib.sha256()  # noqa: SIM115
         self.offset = self.count = 0
 
     def _write(self, data: bytes) -> None:
@@ -64,10 +80,9 @@ class ShardWriter:
         self.offset += len(data)
 
     def add(self, name: str, data: bytes) -> int:
-        self._write(_header(name, len(data)))
-        start = self.offset
-        self._write(data)
-        self._write(b"\0" * (-len(data) % _BLOCK))
+        header = _header(name, len(data))
+        start = self.offset + len(header)
+        self._write(b"".join((header, data, bytes(-len(data) % _BLOCK))))
         self.count += 1
         return start
 
