@@ -195,10 +195,15 @@ def pull(workspace: Path, log: Callable[[str], None] | None = None) -> str:
 
 
 def default_remote(workspace: Path) -> str | None:
-    """The name of the default remote (what a bare ``dvc push`` uses), or None."""
-    proc = _run(workspace, ("remote", "default"), timeout=120)
-    name = proc.stdout.strip()
-    return name if proc.returncode == 0 and name else None
+    """The name of the default remote (what a bare ``dvc push`` uses), or None.
+
+    Read with DVC's own config loader (system, global, repo and local levels, as ``dvc remote default``
+    does) in this process: starting a DVC process only to ask costs a second on every run.
+    """
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(Path(workspace) / ".dvc"), validate=False)
+    return config.get("core", {}).get("remote") or None
 
 
 # Files a workspace needs besides data: the DVC pipeline, its params, and the stage's code deps.
