@@ -193,8 +193,9 @@ def preprocess(raw: Path, out: Path, params: dict, workers: int | None = None) -
     tasks = _shard_tasks(manifest, is_val, position, index)
     run = partial(_preprocess_shard, str(raw), str(tmp), res, ch, params["background"])
     workers = 1 if len(manifest) < MIN_PARALLEL_ITEMS else workers
-    done = sum(ordered_map(run, tasks, workers=workers, chunksize=1))
-    assert done == len(manifest), (done, len(manifest))
+    done = sum(ordered_map(run, tasks, workers=workers, chunksize=1, min_items=2))
+    if done != len(manifest):  # every manifest row belongs to exactly one task
+        raise ShardError(f"{done} images preprocessed for the {len(manifest)} rows of {raw}/manifest.parquet")
     pq.write_table(pa.concat_tables(table), tmp / "index.parquet")
     meta = {
         "resolution": res,

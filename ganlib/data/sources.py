@@ -228,7 +228,8 @@ def _run_shards(
     manifest, shards = _Manifest(staging / "manifest.parquet"), []
     workers = 1 if total < MIN_PARALLEL_ITEMS else None
     bar = tqdm(total=total, desc="validate", unit="img", disable=not progress)
-    for rows, bad, entry in ordered_map(task, list(enumerate(groups)), workers=workers, chunksize=1):
+    tasks = list(enumerate(groups))
+    for rows, bad, entry in ordered_map(task, tasks, workers=workers, chunksize=1, min_items=2):
         for row in rows:
             manifest.add(row)
         rejects.extend(bad)

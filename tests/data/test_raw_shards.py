@@ -16,6 +16,7 @@ import yaml
 from data_helpers import data_workspace, image_folder, raw_files, set_params
 from PIL import Image
 
+from ganlib.data import parallel
 from ganlib.data.parallel import MIN_PARALLEL_ITEMS
 from ganlib.data.preprocess import preprocess
 from ganlib.data.raw_shards import ShardError
@@ -162,11 +163,18 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize(("resolution", "channels"), [(12, 3), (8, 1)])
-def test_preprocess_equals_an_independent_reference(tmp_path: Path, resolution: int, channels: int) -> None:
+def test_preprocess_equals_an_independent_reference(
+    tmp_path: Path, resolution: int, channels: int, monkeypatch
+) -> None:
     src = tmp_path / "src"
     _varied_folder(src, per_class=180)  # 542 images: over MIN_PARALLEL_ITEMS, so the workers run
     files = _source_bytes(src)
     assert len(files) >= MIN_PARALLEL_ITEMS
+    pools: list[str] = []  # the worker pools started by ingestion and preprocessing
+    real_context = parallel.mp.get_context
+    monkeypatch.setattr(
+        parallel.mp, "get_context", lambda method: pools.append(method) or real_context(method)
+    )
     params = {
         "resolution": resolution,
         "channels": channels,
@@ -176,6 +184,7 @@ def test_preprocess_equals_an_independent_reference(tmp_path: Path, resolution: 
     }
     ingest_folder(src, tmp_path / "raw", images_per_shard=50)  # 11 shards, one task each
     meta = preprocess(tmp_path / "raw", tmp_path / "out", params)
+    assert pools == ([] if parallel.available_cpus() < 2 else ["forkserver", "forkserver"])
 
     index = pd.read_parquet(tmp_path / "out" / "index.parquet")
     assert sorted(index["file"]) == sorted(files)
