@@ -92,14 +92,16 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.n
     return is_val
 
 
-def _read_manifest(raw: Path):
-    """The accepted files sorted by name, as an Arrow table (compact strings: no Python object per row)."""
-    import pyarrow.compute as pc
+def _read_manifest(raw: Path, columns: list[str], rows=None):
+    """Columns of the manifest as an Arrow table (compact strings: no Python object per row), optionally
+    taking ``rows``. Read column by column when needed, so the long strings (names, hashes) are in memory
+    only while used, not through the whole stage."""
     import pyarrow.parquet as pq
 
-    columns = ["file", "label", "sha256", "shard", "offset", "size"]
-    table = pq.read_table(raw / "manifest.parquet", columns=columns)
-    return table.take(pc.sort_indices(table, sort_keys=[("file", "ascending")]))
+    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, whose import (pandas with it)
+    # costs more than reading 100k rows.
+    table = pq.ParquetFile(raw / "manifest.parquet").read(columns=columns)
+    return table if rows is None else table.take(rows)
 
 
 SPLITS = ("train", "val")
@@ -154,7 +156,9 @@ def preprocess(raw: Path, out: Path, params: dict, workers: int | None = None) -
 
     raw = Path(raw)
     index = read_index(raw)
-    manifest = _read_manifest(raw)
+    # Name order (the manifest's row numbers, sorted by file): every later column is read in this order.
+    order = pc.sort_indices(_read_manifest(raw, ["file"])["file"]).to_numpy()
+    manifest = _read_manifest(raw, ["label", "shard", "offset", "size"], order)
     names = sorted(str(c) for c in pc.unique(manifest["label"]).to_pylist())
     class_names = [c for c in names if c != UNLABELLED]
     labelled = bool(class_names) and UNLABELLED not in names
@@ -170,14 +174,25 @@ def preprocess(raw: Path, out: Path, params: dict, workers: int | None = None) -
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     position = np.empty(len(manifest), np.int64)  # each image's place in its split (name order)
-    table = []
     for split, mask in zip(SPLITS, (~is_val, is_val), strict=True):
         sel = np.flatnonzero(mask)
         position[sel] = np.arange(len(sel))
         for i, start in enumerate(range(0, max(len(sel), 1), SHARD_SIZE)):
             create_shard(tmp, split, i, label_ids[sel[start : start + SHARD_SIZE]], (ch, res, res))
+    tasks = _shard_tasks(manifest, is_val, position, index)
+    total, manifest = len(manifest), None  # the tasks hold what the workers need
+    run = partial(_preprocess_shard, str(raw), str(tmp), res, ch, params["background"])
+    workers = 1 if total < MIN_PARALLEL_ITEMS else workers
+    done = sum(ordered_map(run, tasks, workers=workers, chunksize=1, min_items=2))
+    if done != total:  # every manifest row belongs to exactly one task
+        raise ShardError(f"{done} images preprocessed for the {total} rows of {raw}/manifest.parquet")
+
+    sources = _read_manifest(raw, ["file", "sha256"])
+    table = []
+    for split, mask in zip(SPLITS, (~is_val, is_val), strict=True):
+        sel = np.flatnonzero(mask)
         offsets = np.arange(len(sel), dtype=np.int64)
-        rows = pa.array(sel, pa.int64())
+        rows = pa.array(order[sel], pa.int64())
         table.append(
             pa.table(
                 {
@@ -185,17 +200,11 @@ def preprocess(raw: Path, out: Path, params: dict, workers: int | None = None) -
                     "shard": offsets // SHARD_SIZE,
                     "offset": offsets % SHARD_SIZE,
                     "label": label_ids[sel],
-                    "file": manifest["file"].take(rows),
-                    "sha256": manifest["sha256"].take(rows),
+                    "file": sources["file"].take(rows),
+                    "sha256": sources["sha256"].take(rows),
                 }
             )
         )
-    tasks = _shard_tasks(manifest, is_val, position, index)
-    run = partial(_preprocess_shard, str(raw), str(tmp), res, ch, params["background"])
-    workers = 1 if len(manifest) < MIN_PARALLEL_ITEMS else workers
-    done = sum(ordered_map(run, tasks, workers=workers, chunksize=1, min_items=2))
-    if done != len(manifest):  # every manifest row belongs to exactly one task
-        raise ShardError(f"{done} images preprocessed for the {len(manifest)} rows of {raw}/manifest.parquet")
     pq.write_table(pa.concat_tables(table), tmp / "index.parquet")
     meta = {
         "resolution": res,

@@ -419,16 +419,15 @@ def raw_image_bytes(
     """``(name, original bytes)`` of the raw images at manifest ``rows`` (default: all, in name order), read
     from the shards, each checked against its sha256 in ``shards.json`` first (``verify=False``: read only
     the requested bytes, for a preview)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     raw_dir = Path(raw_dir)
-    table = pq.read_table(raw_dir / "manifest.parquet", columns=["file", "shard", "offset", "size"])
-    if rows is not None:
-        table = table.take(pa.array(rows, pa.int64()))
+    table = pq.ParquetFile(raw_dir / "manifest.parquet").read(columns=["file", "shard", "offset", "size"])
+    # One-row slices, not Table.take: that loads pyarrow.compute (and pandas), a second on a no-change run.
+    picked = table.to_pylist() if rows is None else [table.slice(r, 1).to_pylist()[0] for r in rows]
     index, opened = read_index(raw_dir), {}
     try:
-        for row in table.to_pylist():
+        for row in picked:
             start, end = row["offset"], row["offset"] + row["size"]
             if not verify:
                 with open(raw_dir / row["shard"], "rb") as fh:
