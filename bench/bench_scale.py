@@ -4,10 +4,12 @@
 
 For each size: draws N procedurally generated 64x64 RGB PNGs in 10 classes (reproducible from --seed) in a
 temp dir, then runs each stage in its own process and samples the memory of its whole process tree
-(the sum of RSS over the stage and its workers, every 50 ms: an upper bound, shared pages count twice):
+(the sum of RSS over the stage and its workers, every 50 ms: an upper bound, shared pages count twice) and
+its CPU time (user + system of every process seen in the tree; the cores are shared with other jobs, so CPU
+seconds say what a stage costs when wall seconds say how long it waited too):
 
-1. ingestion + validation (``ingest_source``, parallel across cores)
-2. ``dvc add`` of the raw folder
+1. ingestion + validation (``ingest_source``, parallel across cores, packing the raw data into tar shards)
+2. ``dvc add`` of the raw folder (its shards and tables)
 3. ``dvc repro preprocess`` (resize to 64x64 RGB, split, shards)
 4. one epoch of training batches (batch 64) gathered from the memory-mapped shards, as ``train`` does
 5. 20 training steps of DCGAN 64x64 on the train split (RSS vs the split's size)
@@ -72,8 +74,9 @@ def make_folder(root: Path, n: int, seed: int = 0) -> int:
     return sum(ordered_map(partial(_draw, str(root), seed), range(n), chunksize=256))
 
 
-def _tree_memory(pid: int) -> tuple[int, int]:
-    """(RSS, anonymous + shmem RSS) in bytes, summed over ``pid`` and its descendants (Linux /proc).
+def _tree_memory(pid: int, cpu: dict[int, float] | None = None) -> tuple[int, int]:
+    """(RSS, anonymous + shmem RSS) in bytes, summed over ``pid`` and its descendants (Linux /proc); also
+    records each process's own CPU seconds (user + system) so far in ``cpu``.
 
     RSS counts mapped file pages too: the shared libraries (torch's CUDA build alone maps ~650 MB) and the
     page cache of memory-mapped shards, which the kernel drops under pressure. The anonymous part is the
@@ -87,6 +90,10 @@ def _tree_memory(pid: int) -> tuple[int, int]:
         return 0, 0
     rss = anon = 0
     for q in procs:
+        with contextlib.suppress(psutil.Error):
+            t = q.cpu_times()  # its own time only: children's would count a reaped worker twice
+            if cpu is not None:
+                cpu[q.pid] = max(cpu.get(q.pid, 0.0), t.user + t.system)
         with contextlib.suppress(OSError):
             fields = dict(
                 line.split(":", 1) for line in Path(f"/proc/{q.pid}/status").read_text().splitlines()
@@ -102,16 +109,17 @@ def _tree_memory(pid: int) -> tuple[int, int]:
 
 
 def run_stage(cmd: list[str], cwd: Path, env: dict | None = None) -> dict:
-    """Run ``cmd``; wall seconds, its own ``work_s`` when it prints one, and its tree's peak memory."""
+    """Run ``cmd``; wall seconds, its own ``work_s`` when it prints one, its tree's peak memory and CPU
+    seconds (each process's last sample: a process that lives under 50 ms is missed)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    peak = [0, 0]
+    peak, cpu = [0, 0], {}
 
     def sample() -> None:
         while proc.poll() is None:
-            rss, anon = _tree_memory(proc.pid)
+            rss, anon = _tree_memory(proc.pid, cpu)
             peak[0], peak[1] = max(peak[0], rss), max(peak[1], anon)
             time.sleep(0.05)
 
@@ -123,7 +131,14 @@ def run_stage(cmd: list[str], cwd: Path, env: dict | None = None) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
     work = [json.loads(line[6:])["work_s"] for line in out.splitlines() if line.startswith("BENCH ")]
-    return {"wall_s": wall, "work_s": work[-1] if work else wall, "peak_rss": peak[0], "peak_anon": peak[1]}
+    return {
+        "wall_s": wall,
+        "work_s": work[-1] if work else wall,
+        "cpu_s": sum(cpu.values()),
+        "load": os.getloadavg()[0],  # the machine's 1-minute load as the stage ends (2 cores; others' jobs)
+        "peak_rss": peak[0],
+        "peak_anon": peak[1],
+    }
 
 
 def _env() -> dict:
@@ -246,9 +261,9 @@ def table(results: list[dict]) -> str:
     the ratios compare peak memory with the same stage at the first (smallest) size."""
     mb = 1 << 20
     out = [
-        "| images | stage | items | work (s) | process wall (s) | img/s | peak RSS (MB) | x smallest | "
-        "peak anon RSS (MB) | x smallest |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| images | stage | items | work (s) | process wall (s) | img/s | CPU (s) | img per CPU-s | load | "
+        "peak RSS (MB) | x smallest | peak anon RSS (MB) | x smallest |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     first = [r for r in results if r["size"] == results[0]["size"]]
     base = {r["stage"]: (r.get("peak_rss"), r.get("peak_anon")) for r in first}
@@ -258,7 +273,9 @@ def table(results: list[dict]) -> str:
         b_rss, b_anon = base.get(r["stage"], (None, None))
         out.append(
             f"| {r['size']:,} | {r['stage']} | {r['n']:,} | {r['work_s']:.1f} | {r['wall_s']:.1f} | "
-            f"{r['n'] / r['work_s']:,.0f} | {r['peak_rss'] / mb:,.0f} | {r['peak_rss'] / b_rss:.2f} | "
+            f"{r['n'] / r['work_s']:,.0f} | {r['cpu_s']:.1f} | {r['n'] / max(r['cpu_s'], 1e-9):,.0f} | "
+            f"{r['load']:.1f} | "
+            f"{r['peak_rss'] / mb:,.0f} | {r['peak_rss'] / b_rss:.2f} | "
             f"{r['peak_anon'] / mb:,.0f} | {r['peak_anon'] / b_anon:.2f} |"
         )
     out.append("")

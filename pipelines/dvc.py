@@ -17,7 +17,11 @@ import yaml
 
 
 class DvcError(RuntimeError):
-    pass
+    """A DVC command failed; the message is what to tell the user, ``log`` DVC's full output (if any)."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
 
 
 @dataclass
@@ -80,7 +84,8 @@ def dvc(
         busy = _BUSY.search(proc.stdout + proc.stderr)
         if busy is None:
             raise DvcError(
-                f"`dvc {' '.join(args)}` failed in {workspace} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+                f"`dvc {' '.join(args)}` failed in {workspace} (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}",
+                log=proc.stdout + proc.stderr,
             )
         waited = time.monotonic() - start
         if waited >= wait_busy:
@@ -142,10 +147,22 @@ def stage_output_hash(workspace: Path, stage: str) -> str | None:
     return stages[stage]["outs"][0]["md5"]
 
 
+def _stage_error(stage: str, error: DvcError) -> DvcError:
+    """A stage command that explains its own failure prints one ``<stage>: error: ...`` line: that line is
+    the message (DVC's whole output stays in ``log``)."""
+    for line in error.log.splitlines():
+        if line.startswith(f"{stage}: error: "):
+            return DvcError(f"`dvc repro {stage}` failed: {line[len(stage) + 9 :]}", log=error.log)
+    return error
+
+
 def repro(workspace: Path, stage: str, log: Callable[[str], None] | None = None) -> ReproResult:
     with workspace_lock(workspace, log):
         before = stage_output_hash(workspace, stage)
-        out = dvc(workspace, "repro", stage, log=log)
+        try:
+            out = dvc(workspace, "repro", stage, log=log)
+        except DvcError as exc:
+            raise _stage_error(stage, exc) from None
         after = stage_output_hash(workspace, stage)
     if after is None:
         raise DvcError(
@@ -178,10 +195,15 @@ def pull(workspace: Path, log: Callable[[str], None] | None = None) -> str:
 
 
 def default_remote(workspace: Path) -> str | None:
-    """The name of the default remote (what a bare ``dvc push`` uses), or None."""
-    proc = _run(workspace, ("remote", "default"), timeout=120)
-    name = proc.stdout.strip()
-    return name if proc.returncode == 0 and name else None
+    """The name of the default remote (what a bare ``dvc push`` uses), or None.
+
+    Read with DVC's own config loader (system, global, repo and local levels, as ``dvc remote default``
+    does) in this process: starting a DVC process only to ask costs a second on every run.
+    """
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(Path(workspace) / ".dvc"), validate=False)
+    return config.get("core", {}).get("remote") or None
 
 
 # Files a workspace needs besides data: the DVC pipeline, its params, and the stage's code deps.
@@ -190,6 +212,7 @@ WORKSPACE_FILES = (
     "params.yaml",
     "ganlib/data/preprocess.py",
     "ganlib/data/shards.py",
+    "ganlib/data/raw_shards.py",
     "ganlib/data/parallel.py",
 )
 

@@ -64,6 +64,21 @@ def file_hashes(root: Path) -> dict[str, str]:
     }
 
 
+def raw_files(raw: Path) -> dict[str, bytes]:
+    """The images the raw data holds, by name, read with Python's ``tarfile`` from every shard (not through
+    the manifest or ganlib's reader): each member must be a regular file, each name appear once."""
+    import tarfile
+
+    out: dict[str, bytes] = {}
+    for shard in sorted((raw / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                assert member.isreg(), (shard, member.name)
+                assert member.name not in out, member.name
+                out[member.name] = tar.extractfile(member).read()
+    return out
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """The IDX format torchvision's MNIST reader expects: magic (0, 0, 0x08 = ubyte, ndim), big-endian dims."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,14 +26,20 @@ def available_cpus() -> int:
 
 
 def ordered_map(
-    fn: Callable[[T], R], items: Sequence[T], workers: int | None = None, chunksize: int = 64
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int | None = None,
+    chunksize: int = 64,
+    min_items: int = MIN_PARALLEL_ITEMS,
 ) -> Iterator[R]:
     """``map(fn, items)`` across ``workers`` processes (default: every available core), in order, lazily.
 
-    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one).
+    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one). Fewer than
+    ``min_items`` items run in this process (a caller whose items are whole shards passes 2, deciding by
+    the images in them with ``workers=1``).
     """
     workers = available_cpus() if workers is None else workers
-    if workers <= 1 or len(items) < MIN_PARALLEL_ITEMS:
+    if workers <= 1 or len(items) < max(min_items, 2):
         yield from map(fn, items)
         return
     with mp.get_context("forkserver").Pool(workers) as pool:

@@ -1,30 +1,36 @@
-"""DVC's ``preprocess`` stage: raw images -> resized, split, uint8 shards + parquet index.
+"""DVC's ``preprocess`` stage: raw image shards -> resized, split, uint8 shards + parquet index.
 
 Run by ``dvc repro preprocess`` (see dvc.yaml), never called around DVC by the pipeline:
     python ganlib/data/preprocess.py --raw data/raw/digits --out data/processed --params params.yaml
-Deterministic: the same raw files and params give byte-identical outputs (so DVC's hash is stable).
-Streams: images are decoded and resized across all cores, one shard at a time, into one reused shard
-buffer, so memory stays flat in the number of images (a 1M-image set needs what a 20k one does).
+Deterministic: the same raw images and params give byte-identical outputs (so DVC's hash is stable), however
+the raw data is sharded. Streams, across all cores: one task per raw shard checks the shard's sha256, then
+decodes and resizes its images straight into the output shards, which are allocated on disk up front and
+written in place through memory maps. No image passes through this process, and memory stays flat in the
+number of images (a 1M-image set needs what a 20k one does).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import yaml
 
-# The stage's code deps (dvc.yaml) are this file, shards.py and parallel.py, and they are all it runs.
+# The stage's code deps (dvc.yaml) are this file, shards.py, raw_shards.py and parallel.py: all it runs.
 if __package__:
-    from .parallel import ordered_map
-    from .shards import SHARD_SIZE, UNLABELLED, write_shard
+    from .parallel import MIN_PARALLEL_ITEMS, ordered_map
+    from .raw_shards import ShardError, open_shard, read_index
+    from .shards import SHARD_SIZE, UNLABELLED, create_shard, shard_names
 else:  # run by path, as dvc.yaml does: the sibling files, i.e. the very copies DVC hashed
-    from parallel import ordered_map  # type: ignore[no-redef]
-    from shards import SHARD_SIZE, UNLABELLED, write_shard  # type: ignore[no-redef]
+    from parallel import MIN_PARALLEL_ITEMS, ordered_map  # type: ignore[no-redef]
+    from raw_shards import ShardError, open_shard, read_index  # type: ignore[no-redef]
+    from shards import SHARD_SIZE, UNLABELLED, create_shard, shard_names  # type: ignore[no-redef]
 
 
 def load_params(path: Path) -> dict:
@@ -52,7 +58,8 @@ def _rgb(background: object) -> tuple[int, int, int] | None:
     return (values[0], values[1], values[2]) if ok else None
 
 
-def load_image(path: Path, resolution: int, channels: int, background: object = 0) -> np.ndarray:
+def load_image(path: Path | IO[bytes], resolution: int, channels: int, background: object = 0) -> np.ndarray:
+    """One image file (a path or a binary file object) as uint8 ``[C, resolution, resolution]``."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -62,11 +69,14 @@ def load_image(path: Path, resolution: int, channels: int, background: object = 
             rgba = im.convert("RGBA")
             im = Image.alpha_composite(Image.new("RGBA", rgba.size, (*_rgb(background), 255)), rgba)
         im = im.convert("L" if channels == 1 else "RGB")
-        # Centre-crop to square, then resize with antialiasing (PIL's filters are antialiased).
+        # Centre-crop to square, then resize with antialiasing (PIL's filters are antialiased). Either step
+        # is skipped when it would return the same pixels (a square image, the target size).
         w, h = im.size
         s = min(w, h)
-        im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
+        if w != h:
+            im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        if s != resolution:
+            im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
         arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
@@ -82,21 +92,73 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.n
     return is_val
 
 
-def _read_manifest(raw: Path):
-    """The accepted files sorted by name, as an Arrow table (compact strings: no Python object per row)."""
-    import pyarrow.compute as pc
+def _read_manifest(raw: Path, columns: list[str], rows=None):
+    """Columns of the manifest as an Arrow table (compact strings: no Python object per row), optionally
+    taking ``rows``. Read column by column when needed, so the long strings (names, hashes) are in memory
+    only while used, not through the whole stage."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(raw / "manifest.parquet", columns=["file", "label", "sha256"])
-    return table.take(pc.sort_indices(table, sort_keys=[("file", "ascending")]))
+    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, whose import (pandas with it)
+    # costs more than reading 100k rows.
+    table = pq.ParquetFile(raw / "manifest.parquet").read(columns=columns)
+    return table if rows is None else table.take(rows)
 
 
-def preprocess(raw: Path, out: Path, params: dict) -> dict:
+SPLITS = ("train", "val")
+
+
+def _shard_tasks(manifest, is_val: np.ndarray, position: np.ndarray, index: dict[str, dict]) -> list[tuple]:
+    """One task per raw shard: its ``shards.json`` entry and, for each of its images, where its bytes are
+    and where its pixels go (split, position in the split)."""
+    import pyarrow.compute as pc
+
+    codes = pc.dictionary_encode(manifest["shard"]).combine_chunks()
+    shard_of = codes.indices.to_numpy(zero_copy_only=False)
+    offsets = manifest["offset"].to_numpy()
+    sizes = manifest["size"].to_numpy()
+    order = np.argsort(shard_of, kind="stable")
+    bounds = np.cumsum(np.bincount(shard_of, minlength=len(codes.dictionary)))
+    tasks = []
+    for k, name in enumerate(codes.dictionary.to_pylist()):
+        if name not in index:
+            raise ShardError(f"the manifest names raw shard {name}, which shards.json does not list")
+        rows = order[(bounds[k - 1] if k else 0) : bounds[k]]
+        tasks.append((index[name], offsets[rows], sizes[rows], is_val[rows].astype(np.int8), position[rows]))
+    return sorted(tasks, key=lambda t: t[0]["file"])
+
+
+def _preprocess_shard(
+    raw: str, out: str, resolution: int, channels: int, background: object, task: tuple
+) -> int:
+    """Check one raw shard, then decode and resize its images into their rows of the output shards."""
+    entry, offsets, sizes, splits, positions = task
+    shard = open_shard(Path(raw), entry)
+    targets: dict[tuple[int, int], np.ndarray] = {}
+    try:
+        for offset, size, split, pos in zip(offsets, sizes, splits, positions, strict=True):
+            image = load_image(io.BytesIO(shard[offset : offset + size]), resolution, channels, background)
+            key = (int(split), int(pos) // SHARD_SIZE)
+            if key not in targets:
+                name = shard_names(SPLITS[key[0]], key[1])[0]
+                targets[key] = np.load(Path(out) / name, mmap_mode="r+")
+            targets[key][int(pos) % SHARD_SIZE] = image
+    finally:
+        shard.close()
+    for target in targets.values():
+        target.flush()
+    return len(offsets)
+
+
+def preprocess(raw: Path, out: Path, params: dict, workers: int | None = None) -> dict:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    manifest = _read_manifest(raw)
+    raw = Path(raw)
+    index = read_index(raw)
+    # Name order (the manifest's row numbers, sorted by file): every later column is read in this order.
+    order = pc.sort_indices(_read_manifest(raw, ["file"])["file"]).to_numpy()
+    manifest = _read_manifest(raw, ["label", "shard", "offset", "size"], order)
     names = sorted(str(c) for c in pc.unique(manifest["label"]).to_pylist())
     class_names = [c for c in names if c != UNLABELLED]
     labelled = bool(class_names) and UNLABELLED not in names
@@ -107,35 +169,43 @@ def preprocess(raw: Path, out: Path, params: dict) -> dict:
         label_ids = np.full(len(manifest), -1, np.int64)
     is_val = stratified_split(label_ids, params["val_fraction"], params["split_seed"])
     res, ch = params["resolution"], params["channels"]
-    load = partial(_load_raw, str(raw), res, ch, params["background"])
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    buffer = np.empty((SHARD_SIZE, ch, res, res), np.uint8)  # one shard in RAM at a time
-    index = []
-    for split, mask in (("train", ~is_val), ("val", is_val)):
+    position = np.empty(len(manifest), np.int64)  # each image's place in its split (name order)
+    for split, mask in zip(SPLITS, (~is_val, is_val), strict=True):
         sel = np.flatnonzero(mask)
-        files = manifest["file"].take(pa.array(sel, pa.int64()))
+        position[sel] = np.arange(len(sel))
         for i, start in enumerate(range(0, max(len(sel), 1), SHARD_SIZE)):
-            chunk = files.slice(start, SHARD_SIZE).to_pylist()
-            for j, arr in enumerate(ordered_map(load, chunk) if len(sel) else ()):
-                buffer[j] = arr
-            write_shard(tmp, split, i, buffer[: len(chunk)], label_ids[sel[start : start + SHARD_SIZE]])
+            create_shard(tmp, split, i, label_ids[sel[start : start + SHARD_SIZE]], (ch, res, res))
+    tasks = _shard_tasks(manifest, is_val, position, index)
+    total, manifest = len(manifest), None  # the tasks hold what the workers need
+    run = partial(_preprocess_shard, str(raw), str(tmp), res, ch, params["background"])
+    workers = 1 if total < MIN_PARALLEL_ITEMS else workers
+    done = sum(ordered_map(run, tasks, workers=workers, chunksize=1, min_items=2))
+    if done != total:  # every manifest row belongs to exactly one task
+        raise ShardError(f"{done} images preprocessed for the {total} rows of {raw}/manifest.parquet")
+
+    sources = _read_manifest(raw, ["file", "sha256"])
+    table = []
+    for split, mask in zip(SPLITS, (~is_val, is_val), strict=True):
+        sel = np.flatnonzero(mask)
         offsets = np.arange(len(sel), dtype=np.int64)
-        index.append(
+        rows = pa.array(order[sel], pa.int64())
+        table.append(
             pa.table(
                 {
                     "split": pa.array([split] * len(sel), pa.string()),
                     "shard": offsets // SHARD_SIZE,
                     "offset": offsets % SHARD_SIZE,
                     "label": label_ids[sel],
-                    "file": files,
-                    "sha256": manifest["sha256"].take(pa.array(sel, pa.int64())),
+                    "file": sources["file"].take(rows),
+                    "sha256": sources["sha256"].take(rows),
                 }
             )
         )
-    pq.write_table(pa.concat_tables(index), tmp / "index.parquet")
+    pq.write_table(pa.concat_tables(table), tmp / "index.parquet")
     meta = {
         "resolution": res,
         "channels": ch,
@@ -149,17 +219,16 @@ def preprocess(raw: Path, out: Path, params: dict) -> dict:
     return meta
 
 
-def _load_raw(raw: str, resolution: int, channels: int, background: object, file: str) -> np.ndarray:
-    return load_image(Path(raw) / file, resolution, channels, background)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--raw", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    meta = preprocess(args.raw, args.out, load_params(args.params))
+    try:
+        meta = preprocess(args.raw, args.out, load_params(args.params))
+    except ShardError as exc:  # one line for the user (DVC shows it, the asset reports it), no traceback
+        raise SystemExit(f"preprocess: error: {exc}") from None
     print(f"preprocess: {meta['counts']} at {meta['resolution']}px x{meta['channels']} -> {args.out}")
 
 

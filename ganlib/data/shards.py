@@ -122,6 +122,21 @@ def write_shard(root: Path, split: str, i: int, images: np.ndarray, labels: np.n
     return image_name
 
 
+def create_shard(root: Path, split: str, i: int, labels: np.ndarray, image_shape: tuple[int, ...]) -> Path:
+    """Shard ``i`` of ``split`` with its labels written and its images file allocated (zeros, on disk, not in
+    RAM) for writers to fill in place (``np.load(path, mmap_mode="r+")``); returns the images file's path.
+    The bytes are those ``write_shard`` would write for the same images."""
+    image_name, label_name = shard_names(split, i)
+    (root / split).mkdir(parents=True, exist_ok=True)
+    np.save(root / label_name, np.asarray(labels).astype(np.int64))
+    shape = (len(labels), *image_shape)
+    if len(labels):
+        np.lib.format.open_memmap(root / image_name, mode="w+", dtype=np.uint8, shape=shape).flush()
+    else:  # an empty file cannot be memory-mapped
+        np.save(root / image_name, np.empty(shape, np.uint8))
+    return root / image_name
+
+
 def write_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray) -> list[str]:
     """Write in-RAM ``images``/``labels`` as shards; returns the shard file names (relative to ``root``)."""
     return [

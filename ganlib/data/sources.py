@@ -1,10 +1,15 @@
 """Raw image sources: the built-in digits, an image folder, an ``s3://`` prefix, a torchvision dataset.
 
-Every source lands as ``<raw_dir>/<class>/<file>`` (class = first-level subfolder; ``_unlabelled`` when the
-source has no labels) plus ``manifest.parquet`` (accepted files: size, shape, mode, label, sha256),
-``rejects.parquet`` (rejected files with the reason) and ``skipped.parquet`` (hidden files and folders,
-empty class folders: not data, but listed). A rejected file is never silently dropped: it is listed, and
-ingestion fails when the rejected fraction exceeds a bound.
+Every source lands in ``<raw_dir>/`` as checksummed tar shards of the accepted files' original bytes
+(``shards/raw-00000.tar``, see ``raw_shards``: DVC then tracks a handful of shards, not one entry per image),
+``shards.json`` (each shard's sha256), ``manifest.parquet`` (accepted files: ``<class>/<file>`` name (class =
+first-level subfolder; ``_unlabelled`` when the source has no labels), size, shape, mode, label, sha256, shard
+and byte offset), ``rejects.parquet`` (rejected files with the reason) and ``skipped.parquet`` (hidden files
+and folders, empty class folders: not data, but listed). A rejected file is never silently dropped: it is
+listed, and ingestion fails when the rejected fraction exceeds a bound.
+
+Validation (a full decode: the cost of ingestion) runs across all cores, one shard per task; each task
+writes its own shard, so nothing but manifest rows comes back to this process and memory stays flat.
 
 Symbolic links in a folder source are never followed out of it: a link to a file inside the folder is
 read like that file; a link that leaves the folder, dangles or points at a folder is rejected with the
@@ -16,16 +21,20 @@ failed ingest leaves the previous raw data as it was.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
-from collections.abc import Iterable
+import stat
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .parallel import ordered_map
+from .parallel import MIN_PARALLEL_ITEMS, ordered_map
+from .raw_shards import IMAGES_PER_SHARD, ShardWriter, open_shard, read_index, shard_file, write_index
 from .shards import UNLABELLED
 from .validate import (
     ACCEPTED_MODES,
@@ -48,11 +57,23 @@ __all__ = [
     "ingest_arrays",
     "ingest_folder",
     "ingest_source",
+    "raw_image_bytes",
     "sha256_bytes",
     "validate_image",
 ]
 
-MANIFEST_COLUMNS = ["file", "label", "size", "height", "width", "channels", "mode", "sha256"]
+MANIFEST_COLUMNS = [
+    "file",
+    "label",
+    "size",
+    "height",
+    "width",
+    "channels",
+    "mode",
+    "sha256",
+    "shard",
+    "offset",
+]
 REJECT_COLUMNS = ["file", "reason"]
 SKIPPED_COLUMNS = ["file", "reason"]
 
@@ -83,22 +104,6 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
     d = load_digits()
     images = np.clip(d.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)  # 0..16 -> 0..255
     return images, d.target.astype(np.int64)
-
-
-def write_array_images(
-    raw_dir: Path, images: np.ndarray, labels: Iterable[str], progress: bool = False
-) -> None:
-    """Write an array source (digits, a torchvision set) as PNG files, class = subfolder."""
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    pairs = zip(images, labels, strict=True)
-    for i, (img, label) in enumerate(
-        tqdm(pairs, total=len(images), desc="write", unit="img", disable=not progress)
-    ):
-        out = raw_dir / str(label)
-        out.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.asarray(img)).save(out / f"{i:06d}.png", optimize=False)
 
 
 # --- staging: build next to raw_dir, swap in when complete ---------------------------------------------
@@ -135,19 +140,6 @@ def _swap_in(staging: Path, raw_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _row(file: str, label: str, data: bytes, info: ImageInfo) -> dict:
-    return {
-        "file": file,
-        "label": label,
-        "size": len(data),
-        "height": info.height,
-        "width": info.width,
-        "channels": info.channels,
-        "mode": info.mode,
-        "sha256": sha256_bytes(data),
-    }
-
-
 class _Manifest:
     """Accepted rows, written to ``manifest.parquet`` in batches: memory stays flat in the file count."""
 
@@ -169,7 +161,10 @@ class _Manifest:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(pd.DataFrame(self.batch, columns=MANIFEST_COLUMNS), preserve_index=False)
+        frame = pd.DataFrame(self.batch, columns=MANIFEST_COLUMNS).astype(
+            {"offset": "int64", "size": "int64"}
+        )
+        table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table)
@@ -181,62 +176,140 @@ class _Manifest:
         self.writer.close()
 
 
+# --- shards: each task validates one shard's worth of files and writes that shard ----------------------
+
+# What a task returns: manifest rows, rejects, and the shard's shards.json entry (None: nothing accepted).
+ShardResult = tuple[list[dict], list[dict[str, str]], dict[str, Any] | None]
+# A file's bytes (plus its ImageInfo), or the reason it is rejected.
+Checked = tuple[bytes, ImageInfo] | str
+
+
+def _write_shard(staging: Path, index: int, items: Iterator[tuple[str, str, Checked]]) -> ShardResult:
+    """Pack the accepted ``(source name, raw name, checked)`` items into shard ``index`` under ``staging``."""
+    rows: list[dict] = []
+    rejects: list[dict[str, str]] = []
+    writer = None
+    for source_name, name, checked in items:
+        if isinstance(checked, str):
+            rejects.append({"file": source_name, "reason": checked})
+            continue
+        data, info = checked
+        writer = writer or ShardWriter(staging / shard_file(index))
+        offset = writer.add(name, data)
+        rows.append(
+            {
+                "file": name,
+                "label": name.split("/")[0],
+                "size": len(data),
+                "height": info.height,
+                "width": info.width,
+                "channels": info.channels,
+                "mode": info.mode,
+                "sha256": sha256_bytes(data),
+                "shard": shard_file(index),
+                "offset": offset,
+            }
+        )
+    entry = None if writer is None else {"file": shard_file(index), **writer.close()}
+    return rows, rejects, entry
+
+
+def _run_shards(
+    staging: Path,
+    task: Callable[[tuple[int, Any]], ShardResult],
+    groups: Sequence[Any],
+    total: int,
+    rejects: list[dict[str, str]],
+    progress: bool,
+) -> _Manifest:
+    """Run ``task`` over the shard ``groups`` (in parallel for a large source), collecting the results."""
+    from tqdm.auto import tqdm
+
+    manifest, shards = _Manifest(staging / "manifest.parquet"), []
+    workers = 1 if total < MIN_PARALLEL_ITEMS else None
+    bar = tqdm(total=total, desc="validate", unit="img", disable=not progress)
+    tasks = list(enumerate(groups))
+    for rows, bad, entry in ordered_map(task, tasks, workers=workers, chunksize=1, min_items=2):
+        for row in rows:
+            manifest.add(row)
+        rejects.extend(bad)
+        shards += [entry] if entry else []
+        bar.update(len(rows) + len(bad))
+    bar.close()
+    write_index(staging, shards)
+    return manifest
+
+
+def _chunks(items: Sequence, size: int) -> list:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 # --- sources --------------------------------------------------------------------------------------------
 
 
-def _walk(folder: Path) -> tuple[list[Path], list[dict[str, str]], list[dict[str, str]]]:
-    """(regular files and symlinks to classify, links refused as rejects, skipped entries) under ``folder``.
+def _walk(folder: Path) -> tuple[list[str], list[dict[str, str]], list[dict[str, str]]]:
+    """(relative names of files and file links to classify, folders refused as rejects, skipped entries).
 
-    ``os.walk`` with ``followlinks=False``: a link to a folder is listed, never entered. Hidden entries
-    (``.git``, ``.DS_Store``, ``.ipynb_checkpoints``) are skipped once each, not descended into.
+    Strings and ``scandir`` entries, not Paths: the listing of 1M files stays a few seconds. A link to a
+    folder is refused, never entered. Hidden entries (``.git``, ``.DS_Store``, ``.ipynb_checkpoints``) are
+    skipped once each, not descended into. A folder that cannot be listed is a reject, not a silent hole.
     """
-    files: list[Path] = []
+    files: list[str] = []
     refused: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        here = Path(dirpath)
-        for name in sorted(dirnames):
-            path, rel = here / name, (here / name).relative_to(folder).as_posix()
-            if name.startswith("."):
-                skipped.append({"file": rel + "/", "reason": "hidden folder"})
-            elif path.is_symlink():
-                refused.append({"file": rel, "reason": "symbolic link to a folder: links are not followed"})
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink())
-        for name in sorted(filenames):
-            path = here / name
-            if name.startswith("."):
-                skipped.append({"file": path.relative_to(folder).as_posix(), "reason": "hidden file"})
+    top_folders: list[str] = []
+
+    def visit(path: str, prefix: str) -> None:
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            refused.append({"file": prefix, "reason": f"cannot list folder: {exc.strerror}"})
+            return
+        for e in entries:
+            rel = prefix + e.name
+            if e.is_dir():  # follows links, so a link to a folder lands here
+                if e.name.startswith("."):
+                    skipped.append({"file": rel + "/", "reason": "hidden folder"})
+                elif e.is_symlink():
+                    refused.append({"file": rel, "reason": "symbolic link to a folder: links are not followed"})
+                else:
+                    top_folders.extend([e.name] if not prefix else [])
+                    visit(e.path, rel + "/")
+            elif e.name.startswith("."):
+                skipped.append({"file": rel, "reason": "hidden file"})
             else:
-                files.append(path)
+                files.append(rel)
+
+    visit(str(folder), "")
     # A class folder with nothing to ingest would silently vanish from the classes: say so.
-    used = {Path(p).relative_to(folder).parts[0] for p in files} | {r["file"].split("/")[0] for r in refused}
-    for entry in sorted(folder.iterdir()):
-        if (
-            entry.is_dir()
-            and not entry.is_symlink()
-            and not entry.name.startswith(".")
-            and entry.name not in used
-        ):
-            skipped.append({"file": entry.name + "/", "reason": "empty class folder: no files to ingest"})
-    return sorted(files), refused, sorted(skipped, key=lambda r: r["file"])
+    used = {f.split("/")[0] for f in files} | {r["file"].split("/")[0] for r in refused}
+    for name in top_folders:
+        if name not in used:
+            skipped.append({"file": name + "/", "reason": "empty class folder: no files to ingest"})
+    return files, refused, sorted(skipped, key=lambda r: r["file"])
 
 
-def _read_inside(path: Path, root: Path) -> bytes | str:
+def _read_inside(path: str, root: str) -> bytes | str:
     """The bytes of ``path``, or the reason it is refused: a link must resolve to a file inside ``root``.
 
     Opened with O_NOFOLLOW after resolving, so a link swapped in between the check and the read is refused
     by the OS rather than followed.
     """
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.exists():
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        return f"cannot open: {exc.strerror}"
+    if stat.S_ISLNK(mode):
+        target = os.path.realpath(path)
+        if not os.path.exists(target):
             return "broken symbolic link: its target does not exist"
-        if not target.is_relative_to(root):
+        if os.path.commonpath([target, root]) != root:
             return "symbolic link to a file outside the source folder: not followed"
-        if not target.is_file():
+        if not os.path.isfile(target):
             return "symbolic link to something that is not a regular file"
         path = target
-    elif not path.is_file():
+    elif not stat.S_ISREG(mode):
         return "not a regular file"
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -246,29 +319,26 @@ def _read_inside(path: Path, root: Path) -> bytes | str:
         return f.read()
 
 
-def _ingest_file(source: Path, root: Path, staging: Path, max_pixels: int | None, rel_name: str) -> dict | str:
-    """Validate one file and copy it into ``staging``: its manifest row, or the reason it was rejected."""
-    rel = Path(rel_name)
-    data = _read_inside(source / rel, root)
+def _check_file(source: str, root: str, max_pixels: int, rel_name: str) -> Checked:
+    """One source file's bytes and image info, or the reason it is rejected."""
+    data = _read_inside(os.path.join(source, rel_name), root)
     if isinstance(data, str):
         return data
     info, reason = reject_reason(rel_name, data, max_pixels)
-    if info is None:
-        return str(reason)
-    dest_rel = rel if len(rel.parts) > 1 else Path(UNLABELLED) / rel
-    dest = staging / dest_rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(data)
-    return _row(dest_rel.as_posix(), dest_rel.parts[0], data, info)
+    return str(reason) if info is None else (data, info)
 
 
-def _files_of(folder: Path) -> list[Path]:
-    """Every file under ``folder`` except hidden ones (and those in hidden folders: .git, .ipynb_checkpoints)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def _raw_name(rel_name: str) -> str:
+    """Its name in the raw data: the source path, under ``_unlabelled/`` when it has no class folder."""
+    return rel_name if "/" in rel_name else f"{UNLABELLED}/{rel_name}"
+
+
+def _folder_shard(
+    source: str, root: str, staging: Path, max_pixels: int, task: tuple[int, list[str]]
+) -> ShardResult:
+    index, names = task
+    checked = ((n, _raw_name(n), _check_file(source, root, max_pixels, n)) for n in names)
+    return _write_shard(staging, index, checked)
 
 
 def ingest_folder(
@@ -279,34 +349,43 @@ def ingest_folder(
     *,
     describe: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    images_per_shard: int = IMAGES_PER_SHARD,
 ) -> IngestReport:
-    """Validate every file of an image folder (class = first-level subfolder) into ``raw_dir``.
+    """Validate every file of an image folder (class = first-level subfolder) into ``raw_dir``'s shards.
 
-    Accepted files are copied, keeping their path below the class folder (so equal names in different
-    subfolders never collide); rejects are listed with the reason, skipped entries (hidden, empty class
-    folders) too. Manifest, rejects and skipped tables are written even when the run fails, so the user sees
-    exactly which files were wrong.
+    Accepted files keep their path below the class folder as their name in the shards (so equal names in
+    different subfolders never collide); rejects are listed with the reason, skipped entries (hidden, empty
+    class folders) too. Manifest, rejects and skipped tables are written even when the run fails, so the
+    user sees exactly which files were wrong.
     """
-    from tqdm.auto import tqdm
-
     source, raw_dir = Path(source), Path(raw_dir)
     describe = describe or str(source)
     if not source.is_dir():
         raise IngestError(f"image folder {describe} does not exist")
-    root = source.resolve()
     staging = _fresh_staging(raw_dir)
     files, rejects, skipped = _walk(source)
-    names = [p.relative_to(source).as_posix() for p in files]
-    manifest = _Manifest(staging / "manifest.parquet")
-    checked = ordered_map(partial(_ingest_file, source, root, staging, max_pixels), names, chunksize=256)
-    results = tqdm(zip(names, checked, strict=True), total=len(names), desc="validate", unit="img", disable=not progress)
-    for rel, result in results:
-        if isinstance(result, str):
-            rejects.append({"file": rel, "reason": result})
-        else:
-            manifest.add(result)
+    # Shards follow the order of the names in the raw data, so the manifest comes out sorted by name.
+    names = sorted(files, key=_raw_name)
+    task = partial(_folder_shard, str(source), str(source.resolve()), staging, max_pixels)
+    manifest = _run_shards(staging, task, _chunks(names, images_per_shard), len(names), rejects, progress)
     rejects.sort(key=lambda r: r["file"])
     return _finish(staging, raw_dir, manifest, rejects, max_reject_fraction, describe, skipped)
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _array_shard(staging: Path, task: tuple[int, list[tuple[str, np.ndarray]]]) -> ShardResult:
+    index, items = task
+    checked = (
+        (name, name, (data, validate_image(data))) for name, data in ((n, _png(im)) for n, im in items)
+    )
+    return _write_shard(staging, index, checked)
 
 
 def ingest_arrays(
@@ -315,21 +394,51 @@ def ingest_arrays(
     raw_dir: Path,
     class_names: list[str] | None = None,
     progress: bool = False,
+    images_per_shard: int = IMAGES_PER_SHARD,
 ) -> IngestReport:
-    """Ingest an in-memory uint8 array source (HxW or HxWxC per image) through the same validation."""
+    """Ingest an in-memory uint8 array source (HxW or HxWxC per image) as PNGs, through the same validation.
+
+    Image ``i`` is named ``<class>/<i:06d>.png``.
+    """
     raw_dir = Path(raw_dir)
     staging = _fresh_staging(raw_dir)
-    names = (
+    classes = (
         [UNLABELLED] * len(images)
         if labels is None
         else [(class_names[int(v)] if class_names else str(int(v))) for v in labels]
     )
-    write_array_images(staging, images, names, progress)
-    manifest = _Manifest(staging / "manifest.parquet")
-    for path in _files_of(staging):
-        data = path.read_bytes()
-        manifest.add(_row(path.relative_to(staging).as_posix(), path.parent.name, data, validate_image(data)))
+    named = sorted((f"{c}/{i:06d}.png", i) for i, c in enumerate(classes))
+    groups = [[(n, images[i]) for n, i in chunk] for chunk in _chunks(named, images_per_shard)]
+    manifest = _run_shards(staging, partial(_array_shard, staging), groups, len(named), [], progress)
     return _finish(staging, raw_dir, manifest, [], 0.0, "arrays")
+
+
+def raw_image_bytes(
+    raw_dir: Path, rows: Sequence[int] | None = None, verify: bool = True
+) -> Iterator[tuple[str, bytes]]:
+    """``(name, original bytes)`` of the raw images at manifest ``rows`` (default: all, in name order), read
+    from the shards, each checked against its sha256 in ``shards.json`` first (``verify=False``: read only
+    the requested bytes, for a preview)."""
+    import pyarrow.parquet as pq
+
+    raw_dir = Path(raw_dir)
+    table = pq.ParquetFile(raw_dir / "manifest.parquet").read(columns=["file", "shard", "offset", "size"])
+    # One-row slices, not Table.take: that loads pyarrow.compute (and pandas), a second on a no-change run.
+    picked = table.to_pylist() if rows is None else [table.slice(r, 1).to_pylist()[0] for r in rows]
+    index, opened = read_index(raw_dir), {}
+    try:
+        for row in picked:
+            start, end = row["offset"], row["offset"] + row["size"]
+            if not verify:
+                with open(raw_dir / row["shard"], "rb") as fh:
+                    yield row["file"], os.pread(fh.fileno(), row["size"], start)
+                continue
+            if row["shard"] not in opened:
+                opened[row["shard"]] = open_shard(raw_dir, index[row["shard"]])
+            yield row["file"], opened[row["shard"]][start:end]
+    finally:
+        for mm in opened.values():
+            mm.close()
 
 
 def _finish(
@@ -381,27 +490,32 @@ def ingest_source(
     download_root: Path | None = None,
     endpoint_url: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    images_per_shard: int = IMAGES_PER_SHARD,
 ) -> IngestReport:
     """Dispatch on the source string: ``digits``, ``torchvision:<NAME>``, ``s3://bucket/prefix``, or a folder.
 
     ``download_root``: where torchvision datasets are read from (and downloaded to, with ``allow_download``).
     ``endpoint_url``: an S3-compatible server for ``s3://`` sources (else boto3's default chain).
     ``max_pixels``: images with more pixels are rejected from their header, before decoding.
+    ``images_per_shard``: how many images one raw shard holds (see ``raw_shards``).
     """
     raw_dir = Path(raw_dir)
     if not 0.0 <= max_reject_fraction <= 1.0:
         raise IngestError(f"max_reject_fraction must be in [0, 1], got {max_reject_fraction}")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise IngestError(f"ingest.max_pixels must be a whole number >= 1, got {max_pixels!r}")
+    if isinstance(images_per_shard, bool) or not isinstance(images_per_shard, int) or images_per_shard < 1:
+        raise IngestError(f"ingest.images_per_shard must be a whole number >= 1, got {images_per_shard!r}")
+    shards = {"images_per_shard": images_per_shard}
     if source == "digits":
         images, labels = digits_images()
-        return ingest_arrays(images, labels, raw_dir, progress=progress)
+        return ingest_arrays(images, labels, raw_dir, progress=progress, **shards)
     if source.startswith("torchvision:"):
         from .torchvision_source import torchvision_arrays
 
         root = Path(download_root) if download_root else default_download_root(raw_dir)
         images, labels, names = torchvision_arrays(source.split(":", 1)[1], root, allow_download)
-        return ingest_arrays(images, labels, raw_dir, class_names=names, progress=progress)
+        return ingest_arrays(images, labels, raw_dir, class_names=names, progress=progress, **shards)
     if source.startswith("s3://"):
         from .s3_source import download_prefix
 
@@ -409,8 +523,16 @@ def ingest_source(
         try:
             local = download_prefix(source, download, progress=progress, endpoint_url=endpoint_url)
             return ingest_folder(
-                local, raw_dir, max_reject_fraction, progress, describe=source, max_pixels=max_pixels
+                local,
+                raw_dir,
+                max_reject_fraction,
+                progress,
+                describe=source,
+                max_pixels=max_pixels,
+                **shards,
             )
         finally:
             shutil.rmtree(download, ignore_errors=True)  # the accepted files are in raw_dir now
-    return ingest_folder(Path(source), raw_dir, max_reject_fraction, progress, max_pixels=max_pixels)
+    return ingest_folder(
+        Path(source), raw_dir, max_reject_fraction, progress, max_pixels=max_pixels, **shards
+    )

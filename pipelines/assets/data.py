@@ -4,8 +4,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from ganlib.data.raw_shards import IMAGES_PER_SHARD
 from ganlib.data.shards import load_split, read_meta
-from ganlib.data.sources import DEFAULT_MAX_PIXELS, IngestError, ingest_source
+from ganlib.data.sources import DEFAULT_MAX_PIXELS, IngestError, ingest_source, raw_image_bytes
 from ganlib.viz import save_grid
 from pipelines import dvc
 from pipelines.assets.params import ingest_params, preprocess_params
@@ -26,7 +27,8 @@ OWNERS = ["team:ml-platform"]
     pool="dvc",
     deps=[ingest_params],
     description="Pulls the configured source (params.yaml: ingest) into `data/raw/NAME/`, validating every "
-    "file; rejects are listed with their reason. The folder is tracked with `dvc add`.",
+    "file; rejects are listed with their reason. The accepted files are packed into checksummed tar shards, "
+    "and the folder is tracked with `dvc add` (a handful of shards, not one entry per image).",
 )
 def raw_images(
     context: dg.AssetExecutionContext,
@@ -56,6 +58,7 @@ def raw_images(
             download_root=workspace.path / params.get("download_root", "data/torchvision"),
             endpoint_url=params.get("endpoint_url") or None,
             max_pixels=params.get("max_pixels", DEFAULT_MAX_PIXELS),
+            images_per_shard=params.get("images_per_shard", IMAGES_PER_SHARD),
         )
     except IngestError as exc:
         raise dg.Failure(str(exc)) from None
@@ -88,16 +91,18 @@ def _raw_output(name: str, source: str, raw_dir: Path, record: dict, workspace: 
     )
 
 
-def _preview(raw_dir, n: int = 64):
+def _preview(raw_dir: Path, n: int = 64):
+    import io
+
     import numpy as np
-    import pandas as pd
+    import pyarrow.parquet as pq
     from PIL import Image
 
-    files = pd.read_parquet(raw_dir / "manifest.parquet")["file"].tolist()
-    step = max(len(files) // n, 1)
+    count = pq.read_metadata(raw_dir / "manifest.parquet").num_rows
+    rows = list(range(0, count, max(count // n, 1)))[:n]
     pics = []
-    for f in files[::step][:n]:
-        with Image.open(raw_dir / f) as im:
+    for _, data in raw_image_bytes(raw_dir, rows, verify=False):  # a preview: preprocess checks shards
+        with Image.open(io.BytesIO(data)) as im:
             pics.append(np.asarray(im.convert("L").resize((32, 32))))
     return np.stack(pics)[:, None]
 
@@ -121,6 +126,8 @@ def processed_dataset(
     try:
         result = dvc.repro(workspace.path, "preprocess", log=context.log.info)
     except dvc.DvcError as exc:
+        if exc.log:
+            context.log.error(exc.log)
         raise dg.Failure(str(exc)) from None
     context.log.info(result.log)
     if result.up_to_date:

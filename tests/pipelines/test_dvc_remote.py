@@ -78,7 +78,7 @@ def test_s3_remote_with_endpointurl_round_trips(tmp_path: Path, monkeypatch) -> 
                 Bucket="dvc-data", Prefix="gan/"
             )["Contents"]
         ]
-        assert len(keys) > 10  # every image, the tables, the shards and the directory listings
+        assert len(keys) > 10  # raw shards and tables, processed shards, the directory listings
 
         clone = _clone_and_pull(ws, tmp_path / "clone")
         _assert_same_data(ws, clone)

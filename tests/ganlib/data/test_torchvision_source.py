@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from data_helpers import fake_mnist
+from data_helpers import fake_mnist, raw_files
 from PIL import Image
 
 from ganlib.data.sources import IngestError, ingest_source
@@ -31,11 +32,13 @@ def test_fake_mnist_is_ingested_pixel_for_pixel(tmp_path: Path) -> None:
     assert report.classes == {names[c]: int((labels == c).sum()) for c in range(10)}
     manifest = pd.read_parquet(raw / "manifest.parquet")
     assert set(manifest["height"]) == {28} and set(manifest["width"]) == {28}
-    # Files are written in dataset order (000000.png = item 0): each PNG decodes to the training array.
+    # Files are named in dataset order (000000.png = item 0): each PNG decodes to the training array.
+    files = raw_files(raw)
+    assert set(files) == set(manifest["file"])
     for file, label in zip(manifest["file"], manifest["label"], strict=True):
         i = int(Path(file).stem)
         assert label == names[labels[i]]
-        with Image.open(raw / file) as im:
+        with Image.open(io.BytesIO(files[file])) as im:
             np.testing.assert_array_equal(np.asarray(im), images[i])
 
 

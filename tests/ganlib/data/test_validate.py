@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from data_helpers import file_hashes, image_folder, png_bytes, write_corrupt_files
+from data_helpers import file_hashes, image_folder, png_bytes, raw_files, write_corrupt_files
 from PIL import Image
 
 from ganlib.data import sources
@@ -60,12 +60,12 @@ def test_under_threshold_succeeds_with_rejects_listed(tmp_path: Path) -> None:
 
     # The manifest lists exactly the accepted files, with the bytes' own hash, size and shape.
     manifest = pd.read_parquet(raw / "manifest.parquet").set_index("file")
-    images = {k: v for k, v in file_hashes(raw).items() if k.endswith(".png")}
+    images = raw_files(raw)
     assert set(manifest.index) == set(images)
-    assert not (raw / "bad").exists()
+    assert not any(name.startswith("bad/") for name in images)
     for file, row in manifest.iterrows():
-        data = (raw / file).read_bytes()
-        assert row["sha256"] == hashlib.sha256(data).hexdigest() == images[file]
+        data = images[file]
+        assert row["sha256"] == hashlib.sha256(data).hexdigest()
         assert row["size"] == len(data) and row["label"] == file.split("/")[0]
         assert (row["height"], row["width"], row["channels"], row["mode"]) == (12, 12, 1, "L")
         assert data == (src / file).read_bytes()
@@ -87,7 +87,8 @@ def test_same_file_names_in_nested_folders_do_not_collide(tmp_path: Path) -> Non
         "cat/y/1.png",
         "_unlabelled/top.png",
     }
-    assert (tmp_path / "raw" / "cat/x/1.png").read_bytes() != (tmp_path / "raw" / "cat/y/1.png").read_bytes()
+    images = raw_files(tmp_path / "raw")
+    assert images["cat/x/1.png"] == (src / "cat/x/1.png").read_bytes() != images["cat/y/1.png"]
 
 
 @pytest.mark.parametrize(

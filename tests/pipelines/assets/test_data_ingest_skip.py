@@ -37,7 +37,7 @@ def test_unchanged_source_skips_and_changes_reingest(tmp_path: Path) -> None:
     added, skipped = _run(ws, instance)
     assert not skipped and added != first
 
-    raw_file = ws / "data" / "raw" / "toy" / "a" / "000.png"  # the raw copy edited behind DVC's back
-    os.utime(raw_file, ns=(0, 0))
+    raw_shard = ws / "data" / "raw" / "toy" / "shards" / "raw-00000.tar"  # touched behind DVC's back
+    os.utime(raw_shard, ns=(0, 0))
     again, skipped = _run(ws, instance)
     assert not skipped and again == added  # same content: re-ingested, and the same DVC hash
