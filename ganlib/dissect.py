@@ -21,7 +21,6 @@ so this module does not depend on a particular FID backbone; ``fid_label`` names
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from .units import (
     mask_iou,
     record_units,
 )
+from .viz import save_rows
 
 FidFn = Callable[[torch.Tensor], float]
 ArtifactMethod = Literal["gradient", "occlusion"]
@@ -342,39 +342,13 @@ def dissect(
 # --- image strips -----------------------------------------------------------------------------------------
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
-    return to_uint8(x).transpose(0, 2, 3, 1)
-
-
 @torch.no_grad()
-def strip_image(generator: nn.Module, units: Units, n: int = 8, seed: int = 0, min_size: int = 64):
-    """A PIL image: the same ``n`` latents before (top row) and after ablating ``units`` (bottom row)."""
-    from PIL import Image
-
+def save_strip(generator: nn.Module, units: Units, path: str | Path, n: int = 8, seed: int = 0) -> Path:
+    """A PNG of the same ``n`` latents before (top row) and after ablating ``units`` (bottom row)."""
     device = next(generator.parameters()).device
     z, y = generator.sample_inputs(n, seed=seed, device=device)
     with eval_mode(generator):
         before = generator(z, y)
         with ablate(generator, units):
             after = generator(z, y)
-    rows = [_to_uint8(before), _to_uint8(after)]
-    _, h, w, _ = rows[0].shape
-    scale = max(1, math.ceil(min_size / h))  # tiny images get a nearest-neighbour zoom to stay visible
-    gap = 2
-    # RGB with a coloured gap: a white or black gap would hide bright or dark artifacts at image borders.
-    canvas = np.empty((2 * h + gap, n * (w + gap) - gap, 3), dtype=np.uint8)
-    canvas[:] = (70, 130, 230)
-    for r, imgs in enumerate(rows):
-        for i, img in enumerate(imgs):
-            canvas[r * (h + gap) : r * (h + gap) + h, i * (w + gap) : i * (w + gap) + w] = img[..., :3]
-    pil = Image.fromarray(canvas)
-    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-
-
-def save_strip(generator: nn.Module, units: Units, path: str | Path, n: int = 8, seed: int = 0) -> Path:
-    """Write ``strip_image`` as a PNG; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    strip_image(generator, units, n=n, seed=seed).save(path)
-    return path
+    return save_rows([to_uint8(x).transpose(0, 2, 3, 1) for x in (before, after)], path)
