@@ -1,19 +1,19 @@
-"""GAN Dissection (Bau et al., ICLR 2019), for one job: find the generator units that cause artifacts,
-prove it by intervention, and hand them to ``ganlib.prune``.
+"""GAN Dissection (Bau et al., ICLR 2019) with the *discriminator* as the judge of artifacts.
 
-1. **Unit statistics.** Record the chosen layers' activations over ``n_samples`` generated images; per unit the
-   mean and the top-quantile threshold t_u with P(a_u > t_u) = 1 - quantile over all samples and positions
-   (Network/GAN Dissection's definition).
+The pipeline judges with the flaw classifier instead (``ganlib.flaw_dissect``): on trained models the
+discriminator's maps were a stroke detector, with unit IoU at the level of random masks. This judge stays
+for what it does see: an artifact painted on *every* sample (tests/dissect/test_planted_artifact.py), which
+no judge trained to tell samples apart can.
+
+1. **Unit statistics** (``ganlib.units.record_units``): per unit the mean and the top-quantile level t_u.
 2. **Artifact maps without labels.** The trained discriminator says where an image looks fake: per pixel,
    how much its realism logit would rise if that pixel (``"gradient"``: first-order, one backward pass) or
    patch (``"occlusion"``: measured, one D pass per patch) were replaced by a neutral fill (the image's
    median colour). Thresholded at a top quantile, that is the "artifact" concept mask.
-3. **Unit-concept IoU.** Each unit's activation, bilinearly upsampled and thresholded at t_u, against the
-   artifact mask, summed over all samples: IoU_u = |M_u & A| / |M_u | A|.
-4. **Intervention.** The ``candidates`` units with the highest IoU are zeroed (``ganlib.prune.ablate``) over
-   the same latents; the change in mean D logit (realism) and in FID (``fid_fn``) is measured, and units are
-   ranked by that measured effect, not by IoU. Many units share one forward pass: the latents are repeated
-   once per unit and each replica has a different unit zeroed, so no model is copied.
+3. **Unit-concept IoU** (``ganlib.units.mask_iou``): IoU_u = |M_u & A| / |M_u | A| over all samples.
+4. **Intervention.** The ``candidates`` units with the highest IoU are ablated (``ganlib.units.ablation_sweep``,
+   many units per forward pass) over the same latents; the change in mean D logit (realism) and in FID
+   (``fid_fn``) is measured, and units are ranked by that measured effect, not by IoU.
 
 ``fid_fn(images[N, C, H, W] in [-1, 1]) -> float`` is supplied by the caller (built from ``ganlib.metrics``),
 so this module does not depend on a particular FID backbone; ``fid_label`` names it in the report.
