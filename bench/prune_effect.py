@@ -74,6 +74,7 @@ def main() -> None:
                 "fid_after": [sc["fid_after"], *sc["fid_ci_after"]],
                 "low_realism_before": sc["low_before"],
                 "low_realism_after": sc["low_after"],
+                "low_realism_delta": sc["low_delta"],
                 "params": [r["params_before"], r["params_after"]],
                 "wall_s": round(wall, 1),
             }

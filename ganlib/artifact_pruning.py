@@ -18,7 +18,7 @@ from .metrics import FeatureBackbone
 from .metrics.realism import RealManifold
 from .models import load_generator
 from .prune import SITES, count_params, layer_width, prunable_layers, prune_units
-from .scoring import load_reference, score_generator
+from .scoring import load_reference, sampler, score_generator
 
 
 def _label(units: dict[str, list[int]]) -> str:
@@ -97,6 +97,12 @@ def _judge_and_measure(
     return run, effects, effects.removed, f"removed {n} units: {effects.reason}", pictures
 
 
+def _low_realism(generator, measure: Measure, cfg: GANConfig, device: str) -> list[float]:
+    """The low-realism fraction per seed of the evaluation's protocol (seeds 0 .. n_seeds - 1)."""
+    sample = sampler(generator.to(device).eval(), device)
+    return [measure(sample(seed, cfg.eval.n_samples))[1] for seed in range(cfg.eval.n_seeds)]
+
+
 def _why_nothing_ran(generator, cfg: GANConfig) -> str:
     if not cfg.dissect.enabled or cfg.dissect.max_remove == 0:
         return "nothing removed: pruning is off (dissect.enabled is false or dissect.max_remove is 0)"
@@ -144,13 +150,16 @@ def dissect_and_prune(
         "fid_ci_after": after["fid_ci"],
         "low_before": None,
         "low_after": None,
+        "low_delta": None,
     }
     if effects is not None:
-        k = len(effects.confirmation_seeds)
-        low_before = effects.noise.base_low[-k:]  # the confirmation seeds' unablated values
-        removed = effects.confirmed.d_low if units and effects.confirmed else [0.0] * k
-        scores["low_before"] = mean_ci(low_before)
-        scores["low_after"] = mean_ci([b + d for b, d in zip(low_before, removed, strict=True)])
+        # On the evaluation's seeds, which played no part in choosing the units.
+        measure = Measure(backbone.features, reference, RealManifold(real_features), run.report.flawed_level)
+        low_before = _low_realism(generator, measure, cfg, device)
+        low_after = _low_realism(pruned, measure, cfg, device) if units else low_before
+        scores["low_before"], scores["low_after"] = mean_ci(low_before), mean_ci(low_after)
+        scores["low_delta"] = mean_ci([a - b for a, b in zip(low_after, low_before, strict=True)])
+        scores["low_protocol"] = f"{cfg.eval.n_seeds} seeds x {cfg.eval.n_samples} (the evaluation's)"
     report = markdown(run, effects, note, scores, backbone.name, pictures)
     (out_dir / "dissection.md").write_text(report)
 

@@ -140,11 +140,13 @@ def markdown(
         f"| {fid_a:.3f} ({scores['fid_ci_after'][0]:.3f}..{scores['fid_ci_after'][1]:.3f}) |",
     ]
     if scores.get("low_before") is not None:
-        lb, la = scores["low_before"], scores["low_after"]
-        lines.append(
-            f"| low-realism fraction, confirmation seeds (95% t-interval) | {lb[0]:.4f} ({lb[1]:.4f}..{lb[2]:.4f}) "
-            f"| {la[0]:.4f} ({la[1]:.4f}..{la[2]:.4f}) |"
-        )
+        lb, la, ld = scores["low_before"], scores["low_after"], scores["low_delta"]
+        lines += [
+            f"| low-realism fraction, {scores['low_protocol']} (95% t-interval) | {lb[0]:.4f} ({lb[1]:.4f}..{lb[2]:.4f}) "
+            f"| {la[0]:.4f} ({la[1]:.4f}..{la[2]:.4f}) |",
+            "",
+            f"Low-realism fraction after minus before, paired seed by seed: {ld[0]:+.4f} ({ld[1]:+.4f}..{ld[2]:+.4f}).",
+        ]
     if run is not None:
         r = run.report
         lines += [

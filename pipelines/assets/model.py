@@ -516,5 +516,6 @@ def _judge_metadata(result: dict) -> dict:
         meta |= {
             "low_realism_before": dg.MetadataValue.float(scores["low_before"][0]),
             "low_realism_after": dg.MetadataValue.float(scores["low_after"][0]),
+            "low_realism_delta_ci95": dg.MetadataValue.json(list(scores["low_delta"])),
         }
     return meta
