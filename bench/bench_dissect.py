@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from ganlib.dissect import ablation_sweep
 from ganlib.models import ModelSpec, build_discriminator, build_generator
 from ganlib.prune import ablate
+from ganlib.units import ablation_sweep
 
 
 def _time(fn, sync) -> float:
@@ -53,10 +53,10 @@ def run(
             g(z[s : s + batch_size], y[s : s + batch_size])
 
     def sweep() -> None:
-        ablation_sweep(g, None, chosen, z, y, batch_size=batch_size)
+        ablation_sweep(g, chosen, z, y, batch_size=batch_size)
 
-    def sweep_with_d() -> None:
-        ablation_sweep(g, d, chosen, z, y, batch_size=batch_size)
+    def sweep_with_d() -> None:  # and D's mean realism logit of each unit's images
+        ablation_sweep(g, chosen, z, y, score_fn=lambda x, yy: float(d(x, yy).mean()), batch_size=batch_size)
 
     def naive() -> None:  # what batching avoids: one model copy and one unit per pass
         for _, u in chosen:

@@ -132,12 +132,24 @@ class EvalConfig(_Strict):
 
 
 class DissectConfig(_Strict):
+    """The pruning stage: the flaw judge (ganlib.flaw_dissect), the noise-bounded effects
+    (ganlib.ablation_effects) and the prune_gate's tolerance."""
+
     enabled: bool = True
     layers: list[str] | None = None  # None = the generator's middle layers
-    n_samples: int = Field(512, ge=16)
-    quantile: float = Field(0.99, gt=0.5, lt=1.0)
-    candidates: int = Field(16, ge=1, description="units (by IoU) that get an ablation test")
+    n_samples: int = Field(2048, ge=16, description="generated images the flaw judge is trained and run on")
+    quantile: float = Field(0.99, gt=0.5, lt=1.0, description="a unit is 'on' above this quantile")
+    candidates: int = Field(16, ge=1, description="units (by IoU and by contrast) that get an ablation test")
     max_remove: int = Field(8, ge=0)
+    flawed_fraction: float = Field(0.25, gt=0, lt=0.5, description="lowest-realism share labelled flawed")
+    good_fraction: float = Field(0.25, gt=0, lt=0.5, description="highest-realism share labelled good")
+    artifact_quantile: float = Field(0.97, gt=0.5, lt=1.0, description="CAM pixels above it are artifacts")
+    lift_units: int = Field(4, ge=1, description="the judge's lift averages this many best units")
+    min_lift: float = Field(3.0, ge=0, description="below this lift over random masks nothing is removed")
+    min_accuracy: float = Field(0.6, ge=0, le=1, description="below this held-out accuracy, likewise")
+    effect_samples: int = Field(1024, ge=16, description="samples per seed for every effect")
+    effect_seeds: int = Field(4, ge=2, description="seeds for selection, as many again for confirmation")
+    noise_bound: float = Field(2.0, ge=0, description="remove only beyond this many SDs of the seed noise")
     fid_tolerance: float = Field(0.05, ge=0, description="prune_gate: allowed relative FID increase")
 
 

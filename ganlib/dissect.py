@@ -1,19 +1,19 @@
-"""GAN Dissection (Bau et al., ICLR 2019), for one job: find the generator units that cause artifacts,
-prove it by intervention, and hand them to ``ganlib.prune``.
+"""GAN Dissection (Bau et al., ICLR 2019) with the *discriminator* as the judge of artifacts.
 
-1. **Unit statistics.** Record the chosen layers' activations over ``n_samples`` generated images; per unit the
-   mean and the top-quantile threshold t_u with P(a_u > t_u) = 1 - quantile over all samples and positions
-   (Network/GAN Dissection's definition).
+The pipeline judges with the flaw classifier instead (``ganlib.flaw_dissect``): on trained models the
+discriminator's maps were a stroke detector, with unit IoU at the level of random masks. This judge stays
+for what it does see: an artifact painted on *every* sample (tests/dissect/test_planted_artifact.py), which
+no judge trained to tell samples apart can.
+
+1. **Unit statistics** (``ganlib.units.record_units``): per unit the mean and the top-quantile level t_u.
 2. **Artifact maps without labels.** The trained discriminator says where an image looks fake: per pixel,
    how much its realism logit would rise if that pixel (``"gradient"``: first-order, one backward pass) or
    patch (``"occlusion"``: measured, one D pass per patch) were replaced by a neutral fill (the image's
    median colour). Thresholded at a top quantile, that is the "artifact" concept mask.
-3. **Unit-concept IoU.** Each unit's activation, bilinearly upsampled and thresholded at t_u, against the
-   artifact mask, summed over all samples: IoU_u = |M_u & A| / |M_u | A|.
-4. **Intervention.** The ``candidates`` units with the highest IoU are zeroed (``ganlib.prune.ablate``) over
-   the same latents; the change in mean D logit (realism) and in FID (``fid_fn``) is measured, and units are
-   ranked by that measured effect, not by IoU. Many units share one forward pass: the latents are repeated
-   once per unit and each replica has a different unit zeroed, so no model is copied.
+3. **Unit-concept IoU** (``ganlib.units.mask_iou``): IoU_u = |M_u & A| / |M_u | A| over all samples.
+4. **Intervention.** The ``candidates`` units with the highest IoU are ablated (``ganlib.units.ablation_sweep``,
+   many units per forward pass) over the same latents; the change in mean D logit (realism) and in FID
+   (``fid_fn``) is measured, and units are ranked by that measured effect, not by IoU.
 
 ``fid_fn(images[N, C, H, W] in [-1, 1]) -> float`` is supplied by the caller (built from ``ganlib.metrics``),
 so this module does not depend on a particular FID backbone; ``fid_label`` names it in the report.
@@ -21,9 +21,7 @@ so this module does not depend on a particular FID backbone; ``fid_label`` names
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +33,16 @@ from torch import nn
 
 from .pixels import to_uint8
 from .prune import Units, ablate, prunable_layers
+from .units import (
+    ablation_sweep,
+    batches,
+    default_layers,
+    eval_mode,
+    kth_largest_level,
+    mask_iou,
+    record_units,
+)
+from .viz import save_rows
 
 FidFn = Callable[[torch.Tensor], float]
 ArtifactMethod = Literal["gradient", "occlusion"]
@@ -154,64 +162,8 @@ class DissectionReport:
 # --- helpers ----------------------------------------------------------------------------------------------
 
 
-def default_layers(g: nn.Module) -> list[str]:
-    """The middle layers (all but the first and last) of the prunable layers, or of ``unit_layers()``."""
-    names = prunable_layers(g) or list(g.unit_layers())
-    return names[1:-1] if len(names) >= 3 else names[-1:]
-
-
-@contextmanager
-def _eval(*modules: nn.Module) -> Iterator[None]:
-    # Dissection needs running BatchNorm stats: in train mode a sample's output would depend on its batch.
-    modes = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(modules, modes, strict=True):
-            m.train(mode)
-
-
-@contextmanager
-def _record(g: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Captures each layer's latest output into the yielded dict."""
-    acts: dict[str, torch.Tensor] = {}
-    modules = dict(g.named_modules())
-    missing = [layer for layer in layers if layer not in modules]
-    if missing:
-        raise ValueError(f"no layer(s) {missing} in {type(g).__name__}; unit layers: {list(g.unit_layers())}")
-
-    def hook(name: str):
-        def fn(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-            if not isinstance(out, torch.Tensor) or out.ndim != 4:
-                raise ValueError(f"layer '{name}' must output a [N, C, H, W] tensor to be dissected")
-            acts[name] = out.detach()
-
-        return fn
-
-    handles = [modules[layer].register_forward_hook(hook(layer)) for layer in layers]
-    try:
-        yield acts
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
 def _realism(d: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
     return d(x, y).float().reshape(-1)
-
-
-def _kth_largest_level(values: torch.Tensor, quantile: float) -> torch.Tensor:
-    """Per-row level t with a fraction (1 - quantile) of values above it (kthvalue: no size limit)."""
-    n = values.shape[-1]
-    k = min(max(math.ceil(quantile * n), 1), n)
-    return values.kthvalue(k, dim=-1).values
 
 
 # --- artifact maps ----------------------------------------------------------------------------------------
@@ -238,7 +190,7 @@ def artifact_maps(
         k = patch or 2 * (h // 16) + 1
         k += 1 - k % 2  # odd, so the smoothed map keeps its size
         out = []
-        for s in _batches(n, batch_size):
+        for s in batches(n, batch_size):
             x = images[s].detach().clone().requires_grad_(True)
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(
@@ -259,12 +211,12 @@ def artifact_maps(
             base = torch.cat(
                 [
                     _realism(discriminator, images[s], None if class_id is None else class_id[s])
-                    for s in _batches(n, batch_size)
+                    for s in batches(n, batch_size)
                 ]
             )
             for i, j in starts:
                 cover[..., i : i + p, j : j + p] += 1
-                for s in _batches(n, batch_size):
+                for s in batches(n, batch_size):
                     x = images[s].clone()
                     x[..., i : i + p, j : j + p] = fill[s]
                     gain = _realism(discriminator, x, None if class_id is None else class_id[s]) - base[s]
@@ -273,165 +225,16 @@ def artifact_maps(
     raise ValueError(f"artifact method must be 'gradient' or 'occlusion', got {method!r}")
 
 
-# --- intervention -----------------------------------------------------------------------------------------
-
-
-class _ReplicaMask:
-    """Forward hook for a pass of ``len(group)`` replicas x ``per_replica`` latents (replica-major rows):
-    replica j has unit ``group[j]`` zeroed when that unit belongs to this layer."""
-
-    def __init__(self, group: Sequence[tuple[str, int]], layer: str) -> None:
-        self.replicas = len(group)
-        self.units = [(j, u) for j, (lay, u) in enumerate(group) if lay == layer]
-        self.per_replica = 0
-        self._masks: dict[int, torch.Tensor] = {}
-
-    def __call__(self, _m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
-        b = self.per_replica
-        if b not in self._masks:  # one multiply per pass; the mask is built once per chunk size
-            keep = torch.ones(self.replicas, out.shape[1], dtype=out.dtype, device=out.device)
-            for j, u in self.units:
-                keep[j, u] = 0
-            self._masks[b] = keep.repeat_interleave(b, dim=0)[:, :, None, None]
-        return out * self._masks[b]
-
-
-@torch.no_grad()
-def ablation_sweep(
-    generator: nn.Module,
-    discriminator: nn.Module | None,
-    units: Sequence[tuple[str, int]],
-    z: torch.Tensor,
-    class_id: torch.Tensor | None = None,
-    *,
-    fid_fn: FidFn | None = None,
-    batch_size: int = 128,
-    units_per_pass: int = 8,
-) -> list[tuple[float | None, float | None]]:
-    """(mean D logit, FID) of the generator with each unit in ``units`` zeroed in turn, over latents ``z``.
-
-    Batched: one forward pass carries ``units_per_pass`` units x ``batch_size // units_per_pass`` latents
-    (each latent repeated once per unit, a different unit zeroed in each replica). Generated images are kept
-    only for the units of the current group, and only when ``fid_fn`` is given. Call in eval mode.
-    """
-    n, g_size = len(z), max(1, min(units_per_pass, len(units)))
-    chunk = max(1, batch_size // g_size)
-    modules = dict(generator.named_modules())
-    results: list[tuple[float | None, float | None]] = []
-    for gstart in range(0, len(units), g_size):
-        group = list(units[gstart : gstart + g_size])
-        hooks = {layer: _ReplicaMask(group, layer) for layer in {lay for lay, _ in group}}
-        handles = [modules[layer].register_forward_hook(h) for layer, h in hooks.items()]
-        realism = torch.zeros(len(group), dtype=torch.float64)
-        images: list[list[torch.Tensor]] = [[] for _ in group]
-        try:
-            for s in _batches(n, chunk):
-                b = s.stop - s.start
-                for h in hooks.values():
-                    h.per_replica = b
-                zz = z[s].repeat(len(group), 1)
-                yy = class_id[s].repeat(len(group)) if class_id is not None else None
-                x = generator(zz, yy)
-                if discriminator is not None:
-                    realism += _realism(discriminator, x, yy).double().view(len(group), b).sum(1).cpu()
-                if fid_fn is not None:
-                    for j in range(len(group)):
-                        images[j].append(x[j * b : (j + 1) * b].cpu())
-        finally:
-            for h in handles:
-                h.remove()
-        for j in range(len(group)):
-            fid = float(fid_fn(torch.cat(images[j]))) if fid_fn is not None else None
-            results.append((float(realism[j]) / n if discriminator is not None else None, fid))
-    return results
-
-
 # --- dissection -------------------------------------------------------------------------------------------
 
 
-def _unit_stats_and_iou(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    layers: list[str],
-    z: torch.Tensor,
-    y: torch.Tensor | None,
-    quantile: float,
-    artifact_method: ArtifactMethod,
-    artifact_quantile: float,
-    batch_size: int,
-    max_threshold_values: int,
-    keep_images: bool,
-    seed: int,
-) -> tuple[dict[str, LayerStats], float, float, torch.Tensor | None]:
-    """Passes 1 and 2 of ``dissect`` (models already in eval mode): per-layer stats, the artifact level,
-    the mean D logit, and the generated images when ``keep_images``."""
-    n_samples, device = len(z), z.device
-    rng = torch.Generator().manual_seed(seed)
-    n_batches = math.ceil(n_samples / batch_size)
-    with _record(generator, layers) as acts:
-        # Pass 1: images, D realism, artifact maps; activation means and a bounded sample for the quantiles.
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        samples: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-        maps, base_images, realism = [], [], []
-        for s in _batches(n_samples, batch_size):
-            yy = y[s] if y is not None else None
-            with torch.no_grad():
-                x = generator(z[s], yy)
-                realism.append(_realism(discriminator, x, yy).double().cpu())
-            maps.append(
-                artifact_maps(discriminator, x, yy, method=artifact_method, batch_size=batch_size).cpu()
-            )
-            if keep_images:
-                base_images.append(x.cpu())
-            for layer in layers:
-                a = acts[layer].float().transpose(0, 1).flatten(1).cpu()  # [C, B*h*w]
-                sums[layer] = sums.get(layer, 0) + a.double().sum(1)
-                counts[layer] = counts.get(layer, 0) + a.shape[1]
-                keep = max(1, max_threshold_values // n_batches)
-                if a.shape[1] > keep:
-                    a = a[:, torch.randperm(a.shape[1], generator=rng)[:keep]]
-                samples[layer].append(a)
-        thresholds = {layer: _kth_largest_level(torch.cat(samples[layer], 1), quantile) for layer in layers}
-        art = torch.cat(maps)
-        art_level = float(_kth_largest_level(art.flatten(), artifact_quantile))
-        art_mask = (art >= art_level) & (art > 0)
-        art_area = float(art_mask.sum())
-
-        # Pass 2: IoU of each unit's upsampled, thresholded activation with the artifact mask.
-        inter = {layer: torch.zeros(len(thresholds[layer]), dtype=torch.float64) for layer in layers}
-        area = {layer: torch.zeros(len(thresholds[layer]), dtype=torch.float64) for layer in layers}
-        size = art.shape[-2:]
-        with torch.no_grad():
-            for s in _batches(n_samples, batch_size):
-                generator(z[s], y[s] if y is not None else None)
-                am = art_mask[s].to(device)
-                for layer in layers:
-                    t = thresholds[layer].to(device)
-                    a = acts[layer].float()
-                    cs = max(1, (1 << 24) // max(1, a.shape[0] * size[0] * size[1]))  # bound memory
-                    for c0 in range(0, a.shape[1], cs):
-                        up = F.interpolate(
-                            a[:, c0 : c0 + cs], size=size, mode="bilinear", align_corners=False
-                        )
-                        tc = t[c0 : c0 + cs][None, :, None, None]
-                        # ">= t" (not "> t") so a unit with a plateau at its top level still has a mask; a unit
-                        # whose level is 0 (mostly off) must be strictly positive.
-                        m = torch.where(tc > 0, up >= tc, up > 0)
-                        inter[layer][c0 : c0 + cs] += (m & am).sum((0, 2, 3)).double().cpu()
-                        area[layer][c0 : c0 + cs] += m.sum((0, 2, 3)).double().cpu()
-
-        stats = {}
-        exact = set(prunable_layers(generator))
-        for layer in layers:
-            union = area[layer] + art_area - inter[layer]
-            iou = torch.where(union > 0, inter[layer] / union.clamp_min(1), torch.zeros_like(union))
-            mean = (sums[layer] / counts[layer]).numpy()
-            stats[layer] = LayerStats(
-                layer, mean, thresholds[layer].double().numpy(), iou.numpy(), layer in exact
-            )
-
-    return stats, art_level, float(torch.cat(realism).mean()), torch.cat(base_images) if keep_images else None
+def _mean_realism(d: nn.Module, x: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> float:
+    with torch.no_grad():
+        total = sum(
+            float(_realism(d, x[s], None if y is None else y[s]).double().sum())
+            for s in batches(len(x), batch_size)
+        )
+    return total / len(x)
 
 
 def dissect(
@@ -459,29 +262,57 @@ def dissect(
     device = next(generator.parameters()).device
     z, y = generator.sample_inputs(n_samples, seed=seed, device=device)
 
-    with _eval(generator, discriminator):
-        stats, art_level, base_realism, base_images = _unit_stats_and_iou(
+    with eval_mode(generator, discriminator):
+        rec = record_units(
             generator,
-            discriminator,
             layers,
             z,
             y,
-            quantile,
-            artifact_method,
-            artifact_quantile,
-            batch_size,
-            max_threshold_values,
-            keep_images=fid_fn is not None,
+            quantile=quantile,
+            batch_size=batch_size,
+            max_threshold_values=max_threshold_values,
             seed=seed,
         )
+        images = rec.images.to(device)
+        base_realism = _mean_realism(discriminator, images, y, batch_size)
+        art = torch.cat(
+            [
+                artifact_maps(
+                    discriminator,
+                    images[s],
+                    None if y is None else y[s],
+                    method=artifact_method,
+                    batch_size=batch_size,
+                ).cpu()
+                for s in batches(n_samples, batch_size)
+            ]
+        )
+        art_level = float(kth_largest_level(art.flatten(), artifact_quantile))
+        (iou,) = mask_iou(
+            generator, layers, z, y, rec.threshold, [(art >= art_level) & (art > 0)], batch_size
+        )
+        exact = set(prunable_layers(generator))
+        stats = {
+            layer: LayerStats(
+                layer, rec.mean[layer], rec.threshold[layer].double().numpy(), iou[layer], layer in exact
+            )
+            for layer in layers
+        }
         # Intervention on the top-IoU candidates, over the same latents.
         ranked_iou = sorted(
             ((float(st.iou[u]), layer, u) for layer, st in stats.items() for u in range(len(st.iou))),
             key=lambda t: -t[0],
         )
         tested = [(layer, u) for iou, layer, u in ranked_iou[:candidates] if iou > 0]
-        base_fid = float(fid_fn(base_images)) if fid_fn is not None else None
-        effects = ablation_sweep(generator, discriminator, tested, z, y, fid_fn=fid_fn, batch_size=batch_size)
+        base_fid = float(fid_fn(rec.images)) if fid_fn is not None else None
+
+        def score(x: torch.Tensor, yy: torch.Tensor | None) -> tuple[float, float | None]:
+            return (
+                _mean_realism(discriminator, x, yy, batch_size),
+                float(fid_fn(x.cpu())) if fid_fn is not None else None,
+            )
+
+        effects = ablation_sweep(generator, tested, z, y, score_fn=score, batch_size=batch_size)
 
     units = [
         UnitEffect(
@@ -511,39 +342,13 @@ def dissect(
 # --- image strips -----------------------------------------------------------------------------------------
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
-    return to_uint8(x).transpose(0, 2, 3, 1)
-
-
 @torch.no_grad()
-def strip_image(generator: nn.Module, units: Units, n: int = 8, seed: int = 0, min_size: int = 64):
-    """A PIL image: the same ``n`` latents before (top row) and after ablating ``units`` (bottom row)."""
-    from PIL import Image
-
+def save_strip(generator: nn.Module, units: Units, path: str | Path, n: int = 8, seed: int = 0) -> Path:
+    """A PNG of the same ``n`` latents before (top row) and after ablating ``units`` (bottom row)."""
     device = next(generator.parameters()).device
     z, y = generator.sample_inputs(n, seed=seed, device=device)
-    with _eval(generator):
+    with eval_mode(generator):
         before = generator(z, y)
         with ablate(generator, units):
             after = generator(z, y)
-    rows = [_to_uint8(before), _to_uint8(after)]
-    _, h, w, _ = rows[0].shape
-    scale = max(1, math.ceil(min_size / h))  # tiny images get a nearest-neighbour zoom to stay visible
-    gap = 2
-    # RGB with a coloured gap: a white or black gap would hide bright or dark artifacts at image borders.
-    canvas = np.empty((2 * h + gap, n * (w + gap) - gap, 3), dtype=np.uint8)
-    canvas[:] = (70, 130, 230)
-    for r, imgs in enumerate(rows):
-        for i, img in enumerate(imgs):
-            canvas[r * (h + gap) : r * (h + gap) + h, i * (w + gap) : i * (w + gap) + w] = img[..., :3]
-    pil = Image.fromarray(canvas)
-    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-
-
-def save_strip(generator: nn.Module, units: Units, path: str | Path, n: int = 8, seed: int = 0) -> Path:
-    """Write ``strip_image`` as a PNG; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    strip_image(generator, units, n=n, seed=seed).save(path)
-    return path
+    return save_rows([to_uint8(x).transpose(0, 2, 3, 1) for x in (before, after)], path)

@@ -12,6 +12,13 @@ conv input (a zero input channel contributes nothing), so:
   Zeroing the CBN output is zeroing conv2's input, because ReLU(0) = 0.
 - SNGAN ``blocks.i`` (a block output): refused. It feeds the skip sum and the next block's BatchNorm, which
   turns a zero into a non-zero constant, so removing the channel is not the same function.
+- StyleGAN-lite ``synthesis.layers.i`` (modulated conv -> noise -> bias -> lrelu, read only by the next
+  modulated conv or the modulated to-RGB): prunable, with one difference in what "ablate" means. The next
+  layer's weight demodulation sums over all of its input channels, a zeroed one included, so zeroing the
+  activation alone is not removing the channel. Ablation therefore zeroes the unit's *style* in the
+  consumer (its modulation scale s_i), which removes it from both the convolution and the demodulation:
+  exactly what deleting the input channel does. The consumer's equalized-lr gain 1/sqrt(fan_in) changes
+  with its fan-in, so the kept weights are rescaled to keep the function.
 
 The pruned widths are stored in ``spec.g_layer_widths``, which the family constructors honour, so
 ``ganlib.models.load_generator`` builds the smaller model directly (models know nothing of pruning).
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +38,7 @@ from torch import nn
 
 from .models.base import Generator
 from .models.conditioning import ConditionalBatchNorm2d
+from .models.stylegan_lite import EqualLinear, ModulatedConv
 
 Units = Mapping[str, Sequence[int]]
 
@@ -47,6 +56,13 @@ class Site:
     producer: str
     norms: tuple[str, ...]
     consumers: tuple[str, ...]
+    modulated: bool = False  # producer and consumer are StyleGAN ModulatedConvs
+
+    @property
+    def ablate_at(self) -> str:
+        """The module whose output ablation zeroes: the layer, or for a modulated consumer its style affine
+        (see the module docstring)."""
+        return f"{self.consumers[0]}.affine" if self.modulated else self.layer
 
 
 # --- which layers of which family can be pruned exactly --------------------------------------------------
@@ -74,7 +90,25 @@ def _sngan_sites(g: nn.Module) -> dict[str, Site]:
     }
 
 
-SITES: dict[str, Callable[[nn.Module], dict[str, Site]]] = {"dcgan": _dcgan_sites, "sngan": _sngan_sites}
+def _style_sites(g: nn.Module) -> dict[str, Site]:
+    n = len(g.synthesis.layers)
+    return {
+        f"synthesis.layers.{i}": Site(
+            f"synthesis.layers.{i}",
+            f"synthesis.layers.{i}.conv",
+            (),
+            (f"synthesis.layers.{i + 1}.conv" if i + 1 < n else "synthesis.to_rgb.conv",),
+            modulated=True,
+        )
+        for i in range(n)
+    }
+
+
+SITES: dict[str, Callable[[nn.Module], dict[str, Site]]] = {
+    "dcgan": _dcgan_sites,
+    "sngan": _sngan_sites,
+    "stylegan_lite": _style_sites,
+}
 
 _WHY_NOT: dict[str, Callable[[str], str | None]] = {
     "sngan": lambda layer: (
@@ -106,6 +140,13 @@ def site(g: Generator, layer: str) -> Site:
         )
     s = sites[layer]
     modules = dict(g.named_modules())
+    if s.modulated:
+        for name in (s.producer, *s.consumers):
+            if not isinstance(modules.get(name), ModulatedConv):
+                raise PruneError(
+                    f"'{layer}': expected '{name}' to be a ModulatedConv, got {type(modules.get(name)).__name__}"
+                )
+        return s
     for name in (s.producer, *s.consumers):
         m = modules.get(name)
         if not isinstance(m, nn.Conv2d | nn.ConvTranspose2d) or m.groups != 1:
@@ -143,7 +184,8 @@ def _index(units: Sequence[int], width: int, layer: str) -> torch.Tensor:
 def ablate(g: nn.Module, units: Units) -> Iterator[nn.Module]:
     """Zero the given units (channels of each named layer's output) inside the ``with`` block.
 
-    Works on any layer with a tensor output ``[N, C, H, W]``, prunable or not. Hooks are removed on exit.
+    Works on any layer with a tensor output ``[N, C, ...]``, prunable or not; a prunable layer is ablated
+    where removing the units gives the same function (``ablation_module``). Hooks are removed on exit.
     """
     modules = dict(g.named_modules())
     handles = []
@@ -151,6 +193,7 @@ def ablate(g: nn.Module, units: Units) -> Iterator[nn.Module]:
         for layer, us in units.items():
             if layer not in modules:
                 raise PruneError(f"no layer '{layer}' in {type(g).__name__}")
+            target = ablation_module(g, layer)
 
             def hook(
                 _m: nn.Module, _inp: object, out: torch.Tensor, _layer: str = layer, _us=us
@@ -158,7 +201,7 @@ def ablate(g: nn.Module, units: Units) -> Iterator[nn.Module]:
                 idx = _index(_us, out.shape[1], _layer).to(out.device)
                 return out.index_fill(1, idx, 0.0)
 
-            handles.append(modules[layer].register_forward_hook(hook))
+            handles.append(modules[target].register_forward_hook(hook))
         yield g
     finally:
         for h in handles:
@@ -168,8 +211,16 @@ def ablate(g: nn.Module, units: Units) -> Iterator[nn.Module]:
 # --- structural removal -----------------------------------------------------------------------------------
 
 
+def ablation_module(g: nn.Module, layer: str) -> str:
+    """The module whose output is zeroed to ablate ``layer``'s units: the layer itself, except where exact
+    removal needs another point (a style layer: its consumer's style affine). Any layer may be ablated."""
+    fam = getattr(getattr(g, "spec", None), "family", None)
+    sites = SITES[fam](g) if fam in SITES else {}
+    return sites[layer].ablate_at if layer in sites else layer
+
+
 def _out_dim(conv: nn.Module) -> int:
-    # Conv2d weights are [out, in, kh, kw]; ConvTranspose2d weights are [in, out, kh, kw].
+    # Conv2d and ModulatedConv weights are [out, in, kh, kw]; ConvTranspose2d weights are [in, out, kh, kw].
     return 1 if isinstance(conv, nn.ConvTranspose2d) else 0
 
 
@@ -211,7 +262,27 @@ def _keep_norm(norm: nn.Module, keep: torch.Tensor) -> None:
             emb.embedding_dim = len(keep)
 
 
+def _cut_modulated(g: nn.Module, s: Site, keep: torch.Tensor) -> None:
+    producer = g.get_submodule(s.producer)
+    producer.weight = _keep_param(producer.weight, 0, keep)
+    layer = g.get_submodule(s.layer)
+    layer.bias = _keep_param(layer.bias, 0, keep)
+    for name in s.consumers:
+        conv = g.get_submodule(name)
+        kernel = conv.weight[0, 0].numel()
+        new_gain = 1.0 / math.sqrt(len(keep) * kernel)  # what the constructor computes for the new fan-in
+        conv.weight = _keep_param(conv.weight, 1, keep)
+        with torch.no_grad():
+            conv.weight.mul_(conv.w_gain / new_gain)  # same effective weights as before
+        conv.w_gain = new_gain
+        conv.affine.weight = _keep_param(conv.affine.weight, 0, keep)  # one style per input channel
+        conv.affine.bias = _keep_param(conv.affine.bias, 0, keep)
+
+
 def _cut(g: nn.Module, s: Site, keep: torch.Tensor) -> None:
+    if s.modulated:
+        _cut_modulated(g, s, keep)
+        return
     _keep_conv(g.get_submodule(s.producer), keep, output=True)
     for name in s.norms:
         _keep_norm(g.get_submodule(name), keep)
@@ -257,15 +328,19 @@ def count_flops(g: Generator) -> int:
         nonlocal macs
         if isinstance(m, nn.Linear):
             macs += m.in_features * m.out_features
+        elif isinstance(m, EqualLinear):
+            macs += m.weight.numel()
         elif isinstance(m, nn.ConvTranspose2d):  # every input pixel scatters a full kernel
             macs += inp[0][0].numel() * (m.out_channels // m.groups) * m.weight[0, 0].numel()
+        elif isinstance(m, ModulatedConv):  # a plain conv on the modulated input (its affine counts apart)
+            macs += out[0].numel() * m.weight[0].numel()
         else:  # Conv2d: every output pixel gathers a full kernel
             macs += out[0].numel() * (m.in_channels // m.groups) * m.weight[0, 0].numel()
 
     handles = [
         m.register_forward_hook(hook)
         for m in g.modules()
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | ModulatedConv | EqualLinear)
     ]
     was_training = g.training
     try:

@@ -48,6 +48,30 @@ def save_grid(images: np.ndarray, path: str | Path, nrow: int = 10, scale: int =
     return path
 
 
+def save_rows(rows: list[np.ndarray], path: str | Path, min_size: int = 64, gap: int = 2) -> Path:
+    """Rows of equally sized uint8 [N, H, W, C] images (C = 1 or 3), one row per array, as an RGB PNG.
+
+    The gap is blue: a white or black one would hide bright or dark artifacts at image borders. Tiny
+    images get a nearest-neighbour zoom to at least ``min_size`` pixels.
+    """
+    from PIL import Image
+
+    n, h, w, _ = rows[0].shape
+    canvas = np.empty((len(rows) * (h + gap) - gap, n * (w + gap) - gap, 3), dtype=np.uint8)
+    canvas[:] = (70, 130, 230)
+    for r, imgs in enumerate(rows):
+        for i, img in enumerate(imgs):
+            rgb = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
+            canvas[r * (h + gap) : r * (h + gap) + h, i * (w + gap) : i * (w + gap) + w] = rgb
+    scale = max(1, math.ceil(min_size / h))
+    pic = Image.fromarray(canvas)
+    pic = pic.resize((pic.width * scale, pic.height * scale), Image.Resampling.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pic.save(path)
+    return path
+
+
 def save_loss_plot(history: dict[str, list[float]], path: str | Path, title: str = "training losses") -> Path:
     import matplotlib
 

@@ -47,5 +47,15 @@ TRAINING = (
     "pipelines/assets/model.py",
 )
 EVALUATION = (*REFERENCE, "ganlib/latent.py", "pipelines/gate_decisions.py")
-PRUNING = (*EVALUATION, "ganlib/dissect.py", "ganlib/prune.py", "ganlib/artifact_pruning.py")
+PRUNING = (
+    *EVALUATION,
+    "ganlib/units.py",
+    "ganlib/prune.py",
+    "ganlib/flaw_judge.py",
+    "ganlib/flaw_dissect.py",
+    "ganlib/ablation_effects.py",
+    "ganlib/dissection_report.py",
+    "ganlib/artifact_pruning.py",
+    "ganlib/viz.py",
+)
 EXPORT = ("ganlib/export.py", "ganlib/store.py", "pipelines/assets/export.py", "pipelines/provenance.py")

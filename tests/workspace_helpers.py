@@ -15,7 +15,14 @@ TINY = {
     "model": {"g_width": 16, "d_width": 16, "z_dim": 32},
     "train": {"steps": 300, "batch_size": 64, "checkpoint_every": 100, "log_every": 50},
     "eval": {"n_samples": 512, "n_seeds": 2, "fid_max": 1.0e6},
-    "dissect": {"n_samples": 128, "candidates": 4, "max_remove": 2, "fid_tolerance": 1.0},
+    "dissect": {
+        "n_samples": 128,
+        "candidates": 4,
+        "max_remove": 2,
+        "effect_samples": 128,
+        "effect_seeds": 2,
+        "fid_tolerance": 1.0,
+    },
     "export": {"model_name": "digits-tiny"},
 }
 

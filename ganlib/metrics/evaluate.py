@@ -129,7 +129,8 @@ def reference_stats(backbone: FeatureBackbone, images: torch.Tensor) -> FeatureS
     return FeatureStats.from_features(backbone.features(images), backbone=backbone.name)
 
 
-def _t_half_width(values: list[float]) -> float | None:
+def t_half_width(values: list[float]) -> float | None:
+    """Half-width of the 95% student-t interval of the mean of ``values`` (None for fewer than 2)."""
     k = len(values)
     if k < 2:
         return None
@@ -233,7 +234,7 @@ def evaluate_samples(
         )
 
     fid = float(np.mean(fids))
-    fake_half = _t_half_width(fids)
+    fake_half = t_half_width(fids)
     real_sd = None
     if real_features_for_kid_pr is not None and bootstrap_rounds > 1:
         real_sd = real_side_sd(real_features_for_kid_pr, per_seed, backbone.name, bootstrap_rounds)

@@ -388,8 +388,10 @@ def generator_evaluation(
     kinds={"pytorch"},
     owners=OWNERS,
     pool="gpu",
-    description="GAN dissection of the generator's middle layers: units whose activation overlaps the "
-    "discriminator's artifact map, verified by ablation (FID and realism), removed structurally. Refuses "
+    description="GAN dissection of the generator's middle layers against a flaw judge (a classifier of "
+    "lowest- vs highest-realism samples; its CAM is the artifact map), trusted only with lift >= "
+    "dissect.min_lift over random masks; candidates removed structurally only when their joint removal "
+    "improves FID or the low-realism fraction beyond dissect.noise_bound SDs of the seed noise. Refuses "
     "unless generator_evaluation judged exactly this checkpoint.",
 )
 def pruned_generator(
@@ -478,7 +480,10 @@ def pruned_generator(
         report_path=str(report_path),
     )
     context.log.info(result["note"])
-    report = {**pruned.model_dump(mode="json"), "note": result["note"], "table": result["table"]}
+    report = {
+        **pruned.model_dump(mode="json"),
+        **{k: result[k] for k in ("note", "scores", "judge", "effects", "table")},
+    }
     report_path.write_text(json.dumps(report, indent=2))
     metadata = {
         "units_removed": result["units_removed"],
@@ -488,16 +493,43 @@ def pruned_generator(
         "params_after": result["params_after"],
         "fid_before": dg.MetadataValue.float(result["fid_before"]),
         "fid_after": dg.MetadataValue.float(result["fid_after"]),
+        **_judge_metadata(result),
         "champion_fid": decision.champion_fid,
         "gate_passed": decision.passed,
         "gate_reasons": "; ".join(decision.reasons),
         "checkpoint_sha256": pruned_sha,
         "parent_checkpoint_sha256": trained_generator.checkpoint_sha256,
-        "units": table(result["table"][:20]) if result["table"] else "no candidate units",
+        "effects": table(result["table"]) if result["table"] else "no ablation measured",
+        "dissection_report": dg.MetadataValue.path(result["report"]),
         "checkpoint": dg.MetadataValue.path(result["checkpoint"]),
     }
-    if result.get("strip"):
-        metadata["before_after"] = image(
-            result["strip"], "same latents before/after ablation", workspace.outputs()
-        )
+    for key, (alt, path) in result["pictures"].items():
+        metadata[key] = image(path, alt, workspace.outputs())
     return dg.Output(pruned, data_version=dg.DataVersion(pruned.identity()[:16]), metadata=metadata)
+
+
+def _judge_metadata(result: dict) -> dict:
+    """The flaw judge's validation and the effects' noise, as numbers the UI can plot across runs."""
+    judge, effects, scores = result["judge"], result["effects"], result["scores"]
+    meta: dict = {}
+    if judge:
+        meta |= {
+            "judge_lift": dg.MetadataValue.float(judge["lift"]),
+            "judge_lift_shuffled": dg.MetadataValue.float(judge["lift_shuffled"]),
+            "judge_accuracy": dg.MetadataValue.float(judge["accuracy"]),
+            "judge_trusted": judge["trusted"],
+            "judge_verdict": judge["verdict"],
+        }
+    if effects:
+        meta |= {
+            "noise_fid_sd": dg.MetadataValue.float(effects["noise_fid_sd"]),
+            "noise_low_realism_sd": dg.MetadataValue.float(effects["noise_low_sd"]),
+            "noise_bound_sd": dg.MetadataValue.float(effects["bound_sd"]),
+        }
+    if scores["low_before"] is not None:
+        meta |= {
+            "low_realism_before": dg.MetadataValue.float(scores["low_before"][0]),
+            "low_realism_after": dg.MetadataValue.float(scores["low_after"][0]),
+            "low_realism_delta_ci95": dg.MetadataValue.json(list(scores["low_delta"])),
+        }
+    return meta

@@ -10,17 +10,10 @@ import torch
 from dissect_helpers import randomize_norms
 from PIL import Image
 
-from ganlib.dissect import (
-    DissectionReport,
-    LayerStats,
-    UnitEffect,
-    ablation_sweep,
-    default_layers,
-    dissect,
-    save_strip,
-)
+from ganlib.dissect import DissectionReport, LayerStats, UnitEffect, dissect, save_strip
 from ganlib.models import ModelSpec, build_discriminator, build_generator
 from ganlib.prune import ablate
+from ganlib.units import ablation_sweep, default_layers
 
 
 def models(family: str = "dcgan", num_classes: int = 10):
@@ -36,11 +29,12 @@ def test_batched_sweep_equals_one_ablation_at_a_time(units_per_pass):
     z, y = g.sample_inputs(10, seed=3)
     seen: list[torch.Tensor] = []
 
-    def fid(images: torch.Tensor) -> float:
+    def score(images: torch.Tensor, yy: torch.Tensor) -> tuple[float, float]:
         seen.append(images)
-        return float(images.mean())
+        assert torch.equal(yy, y)
+        return float(d(images, yy).mean()), float(images.mean())
 
-    swept = ablation_sweep(g, d, units, z, y, fid_fn=fid, batch_size=7, units_per_pass=units_per_pass)
+    swept = ablation_sweep(g, units, z, y, score_fn=score, batch_size=7, units_per_pass=units_per_pass)
     with torch.no_grad():
         for (layer, u), (realism, mean), images in zip(units, swept, seen, strict=True):
             with ablate(g, {layer: [u]}):

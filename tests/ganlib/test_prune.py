@@ -33,13 +33,14 @@ def outputs(g, units=None, n: int = 16):
 
 
 @pytest.mark.parametrize(
-    ("family", "num_classes"), [("dcgan", 0), ("dcgan", 10), ("sngan", 0), ("sngan", 10)]
+    ("family", "num_classes"),
+    [("dcgan", 0), ("dcgan", 10), ("sngan", 0), ("sngan", 10), ("stylegan_lite", 0), ("stylegan_lite", 10)],
 )
 def test_pruned_output_equals_ablated_output(family, num_classes):
     g = make(family, num_classes)
     before = {k: v.clone() for k, v in g.state_dict().items()}
     units = {layer: [0, 2, 5] for layer in prunable_layers(g)}  # every prunable layer, adjacent ones included
-    assert len(units) == 3
+    assert len(units) == {"stylegan_lite": 7}.get(family, 3)
     pruned = prune_units(g, units)
 
     ablated = outputs(g, units)
@@ -81,8 +82,34 @@ def test_refuses_what_it_cannot_prune_exactly():
     with pytest.raises(PruneError, match="all 8 units"):
         prune_units(dc, {"blocks.2": list(range(8))})
     style = build_generator(ModelSpec("stylegan_lite", 32, 3, 16, 0, 8, 8))
-    with pytest.raises(PruneError, match="no exact pruning rule"):
-        prune_units(style, {"anything": [0]})
+    with pytest.raises(PruneError, match="prunable layers"):
+        prune_units(style, {"mapping.fcs.0": [0]})
+
+
+def test_style_layers_are_ablated_in_the_consumers_style_not_at_their_output():
+    """Zeroing a style layer's output leaves its channel in the next layer's demodulation, so it is not what
+    removing the channel does; zeroing its style in the consumer is (the ablation ganlib uses)."""
+    g = make("stylegan_lite", num_classes=0)
+    units = {"synthesis.layers.2": [1, 3]}
+    pruned = outputs(prune_units(g, units))
+    z, y = g.sample_inputs(16, seed=7)
+    handle = g.synthesis.layers[2].register_forward_hook(
+        lambda _m, _i, out: out.index_fill(1, torch.tensor([1, 3]), 0)
+    )
+    with torch.no_grad():
+        output_zeroed = g(z, y)
+    handle.remove()
+    assert (pruned - outputs(g, units)).abs().max() < 1e-5
+    assert (pruned - output_zeroed).abs().max() > 1e-3  # demodulation saw the zeroed channels
+
+
+def test_style_pruned_round_trip(tmp_path):
+    g = make("stylegan_lite", num_classes=10)
+    pruned = prune_units(g, {"synthesis.layers.1": [0], "synthesis.layers.6": [2, 4]})
+    assert pruned.spec.g_layer_widths == (32, 15, 16, 8, 8, 8, 6)
+    path = tmp_path / "style.pt"
+    torch.save({"model_spec": pruned.spec.to_dict(), "generator": pruned.state_dict()}, path)
+    assert (outputs(load_generator(path)) - outputs(pruned)).abs().max() < 1e-6
 
 
 def test_ablate_removes_its_hooks():
@@ -127,3 +154,21 @@ def test_unpruned_spec_dict_is_unchanged():
     d = spec.to_dict()
     assert d["g_layer_widths"] is None
     assert ModelSpec.from_dict(d) == spec
+
+
+def test_pruned_style_generator_exports_with_parity(tmp_path):
+    """The pruned widths and rescaled gains survive the ONNX export: ONNX Runtime matches PyTorch."""
+    from ganlib.export import check_parity, export_onnx
+
+    g = make("stylegan_lite", num_classes=10)
+    pruned = prune_units(g, {"synthesis.layers.2": [0, 5], "synthesis.layers.5": [1]})
+    meta = {
+        "model_name": "t",
+        "model_version": "1",
+        "config_hash": "x",
+        "data_hash": "y",
+        "fid": "0",
+        "fid_backbone": "z",
+    }
+    export_onnx(pruned, tmp_path / "g.onnx", metadata=meta)
+    assert check_parity(pruned, tmp_path / "g.onnx").max_abs_err < 1e-4

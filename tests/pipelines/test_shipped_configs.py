@@ -23,7 +23,14 @@ SHIPPED = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.yaml"))
 TINY_BUDGET = {
     "train": {"steps": 24, "checkpoint_every": 12, "log_every": 12},
     "eval": {"n_samples": 128, "n_seeds": 2, "fid_max": 1.0e9, "bootstrap_rounds": 20},
-    "dissect": {"n_samples": 64, "candidates": 4, "max_remove": 2, "fid_tolerance": 1.0e9},
+    "dissect": {
+        "n_samples": 64,
+        "candidates": 4,
+        "max_remove": 2,
+        "effect_samples": 64,
+        "effect_seeds": 2,
+        "fid_tolerance": 1.0e9,
+    },
 }
 
 
@@ -82,14 +89,16 @@ def test_shipped_config_runs_the_whole_chain(config_name: str, tmp_path) -> None
             if key not in TINY_MODEL:
                 assert manifest["config"][section][key] == value, (section, key)
 
-    # Pruning ran; when it removed nothing, it says why (style G: no exact pruning rule for its layers).
+    # Pruning ran with the flaw judge on every family (all have exactly prunable layers); when it removed
+    # nothing, it says why.
     pruned = _meta(result, "pruned_generator")
+    assert 0 <= pruned["judge_accuracy"] <= 1 and pruned["judge_lift"] >= 0
     if pruned["units_removed"] == 0:
         assert pruned["params_before"] == pruned["params_after"]
         assert pruned["pruning"].startswith("nothing removed: ")
-    if shipped["model"]["family"] == "stylegan_lite":
-        assert pruned["units_removed"] == 0
-        assert "stylegan_lite generator has no layer whose units can be removed exactly" in pruned["pruning"]
+    else:
+        assert pruned["params_after"] < pruned["params_before"]
+        assert pruned["judge_trusted"] and pruned["pruning"].startswith("removed ")
 
     # The published generator makes images at the resolution the data was preprocessed to.
     import onnxruntime as ort
