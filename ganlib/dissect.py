@@ -2,7 +2,7 @@
 
 The pipeline judges with the flaw classifier instead (``ganlib.flaw_dissect``): on trained models the
 discriminator's maps were a stroke detector, with unit IoU at the level of random masks. This judge stays
-for what it does see: an artifact painted on *every* sample (tests/dissect/test_planted_artifact.py), which
+for what it does see: an artifact painted on *every* sample (tests/ganlib/test_dissect_planted_artifact.py), which
 no judge trained to tell samples apart can.
 
 1. **Unit statistics** (``ganlib.units.record_units``): per unit the mean and the top-quantile level t_u.

@@ -1,4 +1,4 @@
-"""The flaw judge and its validation on a toy generator whose flaws are known (tests/dissect/toy_flaws.py):
+"""The flaw judge and its validation on a toy generator whose flaws are known (tests/ganlib/toy_flaws.py):
 a unit that paints blobs on the flawed samples is found, trusted and removed; random units are not."""
 
 from __future__ import annotations
