@@ -154,3 +154,21 @@ def test_unpruned_spec_dict_is_unchanged():
     d = spec.to_dict()
     assert d["g_layer_widths"] is None
     assert ModelSpec.from_dict(d) == spec
+
+
+def test_pruned_style_generator_exports_with_parity(tmp_path):
+    """The pruned widths and rescaled gains survive the ONNX export: ONNX Runtime matches PyTorch."""
+    from ganlib.export import check_parity, export_onnx
+
+    g = make("stylegan_lite", num_classes=10)
+    pruned = prune_units(g, {"synthesis.layers.2": [0, 5], "synthesis.layers.5": [1]})
+    meta = {
+        "model_name": "t",
+        "model_version": "1",
+        "config_hash": "x",
+        "data_hash": "y",
+        "fid": "0",
+        "fid_backbone": "z",
+    }
+    export_onnx(pruned, tmp_path / "g.onnx", metadata=meta)
+    assert check_parity(pruned, tmp_path / "g.onnx").max_abs_err < 1e-4
