@@ -194,7 +194,9 @@ class GANConfig(_Strict):
         # resolution: null trains on whatever the data has (its hash names the run too), so configs from
         # before the key existed keep their digest and their run folders.
         model = {k: v for k, v in dumped["model"].items() if not (k == "resolution" and v is None)}
-        blob = json.dumps({"model": model, "loss": dumped["loss"], "train": train}, sort_keys=True)
+        # Likewise mode seeking when off: the weights of a run without it do not depend on the key.
+        loss = {k: v for k, v in dumped["loss"].items() if not (k == "mode_seeking" and v == 0.0)}
+        blob = json.dumps({"model": model, "loss": loss, "train": train}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def evaluation_digest(self) -> str:

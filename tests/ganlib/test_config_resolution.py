@@ -49,3 +49,8 @@ def test_digest_of_a_config_without_the_key_is_unchanged() -> None:
     assert parse_config(SMALL).training_digest() == "3d7066a09f678563"
     with_key = parse_config({**SMALL, "model": {**SMALL["model"], "resolution": 16}})
     assert with_key.training_digest() != "3d7066a09f678563"
+    # loss.mode_seeking, added later, likewise: off keeps the digest, on changes it.
+    off = parse_config({**SMALL, "loss": {**SMALL.get("loss", {}), "mode_seeking": 0.0}})
+    assert off.training_digest() == "3d7066a09f678563"
+    on = parse_config({**SMALL, "loss": {**SMALL.get("loss", {}), "mode_seeking": 1.0}})
+    assert on.training_digest() != "3d7066a09f678563"
