@@ -124,7 +124,7 @@ def write_shard(root: Path, split: str, i: int, images: np.ndarray, labels: np.n
 
 def create_shard(root: Path, split: str, i: int, labels: np.ndarray, image_shape: tuple[int, ...]) -> Path:
     """Shard ``i`` of ``split`` with its labels written and its images file allocated (zeros, on disk, not in
-    RAM) for writers to fill in place (``np.load(path, mmap_mode="r+")``); returns the images file's path.
+    RAM) for writers to fill in place (``preprocess._write_rows``); returns the images file's path.
     The bytes are those ``write_shard`` would write for the same images."""
     image_name, label_name = shard_names(split, i)
     (root / split).mkdir(parents=True, exist_ok=True)

@@ -272,7 +272,9 @@ def _walk(folder: Path) -> tuple[list[str], list[dict[str, str]], list[dict[str,
                 if e.name.startswith("."):
                     skipped.append({"file": rel + "/", "reason": "hidden folder"})
                 elif e.is_symlink():
-                    refused.append({"file": rel, "reason": "symbolic link to a folder: links are not followed"})
+                    refused.append(
+                        {"file": rel, "reason": "symbolic link to a folder: links are not followed"}
+                    )
                 else:
                     top_folders.extend([e.name] if not prefix else [])
                     visit(e.path, rel + "/")

@@ -40,6 +40,19 @@ def test_first_run_locks_second_is_noop_param_change_gives_new_hash(tmp_path: Pa
     assert load_split(ws / "data" / "processed", "train").images.shape[1:] == (1, 12, 12)
 
 
+def test_cache_links_the_data_instead_of_copying_it(tmp_path: Path) -> None:
+    """DVC's large-data setting: each data shard and its cache entry are one file on disk (one inode), so
+    the processed set costs its size once and no copy per run."""
+    ws = data_workspace(tmp_path / "ws", tmp_path / "src", resolution=8)
+    ingest_folder(image_folder(tmp_path / "src", per_class=6), ws / "data" / "raw" / "toy")
+    dvc.add(ws, "data/raw/toy")
+    dvc.repro(ws, "preprocess")
+    cache = {p.stat().st_ino for p in (ws / ".dvc" / "cache").rglob("*") if p.is_file()}
+    for folder, pattern in (("data/raw/toy", "*.tar"), ("data/processed", "*.npy")):
+        shards = list((ws / folder).rglob(pattern))
+        assert shards and all(p.stat().st_ino in cache for p in shards), folder
+
+
 def test_concurrent_repro_and_add_wait_for_each_other(tmp_path: Path) -> None:
     """Two DVC steps at once in one workspace: the second waits (and says so) instead of crashing."""
     ws = data_workspace(tmp_path / "ws", tmp_path / "src", resolution=8)
