@@ -21,6 +21,7 @@ failed ingest leaves the previous raw data as it was.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -292,17 +293,23 @@ def _walk(folder: Path) -> tuple[list[str], list[dict[str, str]], list[dict[str,
     return files, refused, sorted(skipped, key=lambda r: r["file"])
 
 
+# O_NOFOLLOW: a link is refused by the OS (then checked by hand); O_NONBLOCK: opening a FIFO never hangs.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
 def _read_inside(path: str, root: str) -> bytes | str:
     """The bytes of ``path``, or the reason it is refused: a link must resolve to a file inside ``root``.
 
-    Opened with O_NOFOLLOW after resolving, so a link swapped in between the check and the read is refused
-    by the OS rather than followed.
+    One open and one ``fstat`` per file (no ``lstat`` first: on small images that was a tenth of ingestion's
+    cost). The open refuses links (O_NOFOLLOW); a link's target is then resolved and checked, and opened
+    with O_NOFOLLOW too, so a link swapped in between the check and the read is refused by the OS rather than
+    followed. Only regular files are read.
     """
     try:
-        mode = os.lstat(path).st_mode
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
-        return f"cannot open: {exc.strerror}"
-    if stat.S_ISLNK(mode):
+        if exc.errno != errno.ELOOP:
+            return f"cannot open: {exc.strerror}"
         target = os.path.realpath(path)
         if not os.path.exists(target):
             return "broken symbolic link: its target does not exist"
@@ -310,15 +317,20 @@ def _read_inside(path: str, root: str) -> bytes | str:
             return "symbolic link to a file outside the source folder: not followed"
         if not os.path.isfile(target):
             return "symbolic link to something that is not a regular file"
-        path = target
-    elif not stat.S_ISREG(mode):
-        return "not a regular file"
+        try:
+            fd = os.open(target, _OPEN_FLAGS)
+        except OSError as exc2:
+            return f"cannot open: {exc2.strerror}"
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        return f"cannot open: {exc.strerror}"
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+        size = os.fstat(fd)
+        if not stat.S_ISREG(size.st_mode):
+            return "not a regular file"
+        chunks = []
+        while chunk := os.read(fd, max(size.st_size, 1 << 16)):  # until EOF: the file may have grown
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _check_file(source: str, root: str, max_pixels: int, rel_name: str) -> Checked:

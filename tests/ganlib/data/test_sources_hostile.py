@@ -154,3 +154,17 @@ def test_hidden_entries_and_empty_class_folders_are_listed_not_silently_skipped(
     assert {r["file"]: r["reason"] for r in report.skipped} == expected
     assert _table(tmp_path / "raw", "skipped") == expected
     assert report.accepted == 8 and report.rejected == 0 and report.classes == {"a": 4, "b": 4}
+
+
+@pytest.mark.timeout(60)  # opening a FIFO for reading blocks until a writer comes: the test would hang
+def test_a_fifo_named_like_an_image_is_rejected_without_hanging(tmp_path: Path) -> None:
+    src = image_folder(tmp_path / "src", per_class=20)
+    os.mkfifo(src / "a" / "pipe.png")
+    (src / "b" / "link-to-pipe.png").symlink_to(src / "a" / "pipe.png")
+
+    report = ingest_folder(src, tmp_path / "raw", max_reject_fraction=0.5)
+    assert {r["file"]: r["reason"] for r in report.rejects} == {
+        "a/pipe.png": "not a regular file",
+        "b/link-to-pipe.png": "symbolic link to something that is not a regular file",
+    }
+    assert report.accepted == 40
