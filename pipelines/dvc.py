@@ -239,22 +239,22 @@ def init_workspace(path: Path, source_root: Path) -> Path:
         subprocess.run(["git", "init", "-q"], cwd=path, check=True)
     if not (path / ".dvc").exists():
         dvc(path, "init", "-q")
-        dvc(path, "config", "core.autostage", "true")
-        configure_cache(path)
+        configure_dvc(path)
     return path
 
 
-def configure_cache(path: Path) -> None:
-    """DVC's settings for large data (its "Large Dataset Optimization" guide): the cache hard-links files
-    into the workspace instead of copying them (a 1.2 GB processed set no longer takes 2.4 GB and a copy
-    per run; DVC makes linked files read-only, and the stages only ever write new files), falling back to
-    copies where the cache is on another file system; and hashes with every core of this machine (DVC's
-    default is half of them; the setting is local, not versioned, as the core count is per machine)."""
+def configure_dvc(path: Path) -> None:
+    """A new workspace's DVC settings: `dvc add` stages its own .dvc files (autostage); and DVC's settings for
+    large data (its "Large Dataset Optimization" guide): the cache hard-links files into the workspace
+    instead of copying them (a 1.2 GB processed set no longer takes 2.4 GB and a copy per run; DVC makes
+    linked files read-only, and the stages only ever write new files), falling back to copies where the
+    cache is on another file system; and hashes with every core of this machine (DVC's default is half of
+    them; the setting is local, not versioned, as the core count is per machine)."""
     from ganlib.data.parallel import available_cpus
 
-    # Written directly (the format `dvc config` writes): two more DVC processes per workspace cost seconds.
+    # Written directly, in the format `dvc config` writes: a DVC process per setting costs a second each.
     with open(path / ".dvc" / "config", "a") as fh:
-        fh.write("[cache]\n    type = hardlink,copy\n")
+        fh.write("[core]\n    autostage = true\n[cache]\n    type = hardlink,copy\n")
     jobs = max(1, min(8, available_cpus()))
     with open(path / ".dvc" / "config.local", "a") as fh:
         fh.write(f"[core]\n    checksum_jobs = {jobs}\n")

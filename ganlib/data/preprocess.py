@@ -157,18 +157,16 @@ def _preprocess_shard(
     return len(offsets)
 
 
-_BUFFERS: dict[tuple[int, ...], np.ndarray] = {}
+_buffer_held: list[np.ndarray] = []  # this worker's one pixel buffer
 
 
 def _buffer(shape: tuple[int, ...]) -> np.ndarray:
     """A reused pixel buffer per worker: fresh memory costs a page fault per 4 KiB on first touch, which
     would cost as much as the copy itself for every shard."""
-    rows, *image = shape
-    have = next((b for s, b in _BUFFERS.items() if s[1:] == tuple(image) and s[0] >= rows), None)
-    if have is None:
-        _BUFFERS.clear()
-        have = _BUFFERS.setdefault(shape, np.empty(shape, np.uint8))
-    return have[:rows]
+    held = _buffer_held[0] if _buffer_held else None
+    if held is None or held.shape[1:] != shape[1:] or len(held) < shape[0]:
+        _buffer_held[:] = [held := np.empty(shape, np.uint8)]
+    return held[: shape[0]]
 
 
 def _write_rows(path: Path, first: int, rows: np.ndarray) -> None:
