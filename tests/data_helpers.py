@@ -6,6 +6,7 @@ import hashlib
 import io
 import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,57 @@ def png_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def reference_pixels(
+    source: Path | bytes, resolution: int, channels: int, background: list[int]
+) -> np.ndarray:
+    """What the preprocess stage promises, written out from the source file: composite anything with
+    transparency onto the background, convert, centre-crop to a square (numpy slicing), bicubic resize."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+            im = Image.alpha_composite(Image.new("RGBA", im.size, (*background, 255)), im.convert("RGBA"))
+        arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+    h, w = arr.shape[:2]
+    s = min(h, w)
+    square = arr[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    resized = np.asarray(Image.fromarray(square).resize((resolution, resolution), Image.Resampling.BICUBIC))
+    return resized[None] if channels == 1 else resized.transpose(2, 0, 1)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def hand_png(
+    width: int, height: int, colour: int, idat: bytes, interlace: int = 0, extra: bytes = b""
+) -> bytes:
+    """An 8-bit PNG of colour type ``colour`` around ``idat`` (the zlib stream of the filtered rows: a filter
+    byte, then the samples, per row), ``extra`` chunks before the pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, interlace)
+    head = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + extra
+    return head + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def adam7_png(grey: np.ndarray) -> bytes:
+    """An interlaced 8-bit grey PNG written by hand (PIL writes none): the seven Adam7 passes, filter 0."""
+    passes = [
+        (0, 0, 8, 8),
+        (0, 4, 8, 8),
+        (4, 0, 8, 4),
+        (0, 2, 4, 4),
+        (2, 0, 4, 2),
+        (0, 1, 2, 2),
+        (1, 0, 2, 1),
+    ]
+    rows = b"".join(
+        b"\0" + row.tobytes() for y0, x0, dy, dx in passes for row in grey[y0::dy, x0::dx] if row.size
+    )
+    h, w = grey.shape
+    return hand_png(w, h, 0, zlib.compress(rows), interlace=1)
 
 
 def noise(seed: int, size: int = 12, channels: int = 1) -> np.ndarray:
@@ -134,16 +186,8 @@ def commit_all(ws: Path, message: str = "data") -> None:
 def flat_png(path: Path, width: int, height: int, rgba: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Path:
     """A valid RGBA PNG of one flat colour, written row by row through zlib: a huge image costs little
     memory to make (13000x13000 is ~660 KB on disk and 676 MB once decoded)."""
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     row = b"\x00" + bytes(rgba) * width  # filter type 0, then the pixels
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
+    path.write_bytes(hand_png(width, height, 6, idat))  # 8-bit RGBA
     return path

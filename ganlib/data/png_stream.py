@@ -16,6 +16,7 @@ import struct
 import zlib
 
 import numpy as np
+from isal import isal_zlib  # zlib's format, inflated ~2.5x faster (Intel ISA-L): the check's main cost
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Samples per pixel by IHDR colour type: grey, RGB, palette, grey + alpha, RGBA.
@@ -76,8 +77,8 @@ def check_png_stream(data: bytes) -> bool:
         raise ValueError(f"broken PNG file (unknown colour type {colour})")
     stride = 1 + (width * _SAMPLES[colour] * depth + 7) // 8
     try:
-        rows = zlib.decompressobj().decompress(b"".join(idat), height * stride)
-    except zlib.error as exc:
+        rows = isal_zlib.decompressobj().decompress(b"".join(idat), height * stride)
+    except isal_zlib.error as exc:
         raise OSError(f"broken PNG file (pixel data: {exc})") from None
     if len(rows) < height * stride:
         raise OSError(f"image file is truncated (pixel data holds {len(rows) // stride} of {height} rows)")

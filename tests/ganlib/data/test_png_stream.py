@@ -8,6 +8,7 @@ import struct
 import zlib
 
 import numpy as np
+from data_helpers import adam7_png, png_chunk
 from PIL import Image
 
 from ganlib.data.png_stream import check_png_stream, png_header
@@ -77,8 +78,7 @@ def _with_idat(data: bytes, body: bytes) -> bytes:
     """``data`` with its (single) IDAT chunk's data replaced and the CRC made right, so only the pixel stream
     itself is damaged."""
     kind, pos, length = next(c for c in _chunks(data) if c[0] == b"IDAT")
-    chunk = struct.pack(">I4s", len(body), kind) + body + struct.pack(">I", zlib.crc32(kind + body))
-    return data[:pos] + chunk + data[pos + 12 + length :]
+    return data[:pos] + png_chunk(kind, body) + data[pos + 12 + length :]
 
 
 def test_sound_files_pass() -> None:
@@ -88,7 +88,7 @@ def test_sound_files_pass() -> None:
 
 def test_header_is_read_as_pil_reads_it() -> None:
     grey_alpha = Image.fromarray(np.zeros((5, 6, 2), np.uint8), "LA")
-    for data in [*_corpus(), _png(grey_alpha), _adam7_png(np.zeros((9, 7), np.uint8))]:
+    for data in [*_corpus(), _png(grey_alpha), adam7_png(np.zeros((9, 7), np.uint8))]:
         with Image.open(io.BytesIO(data)) as im:
             assert png_header(data) == (im.width, im.height, im.mode, len(im.getbands()))
     assert png_header(b"GIF89a" + bytes(40)) is None
@@ -141,37 +141,9 @@ def test_damage_inside_the_pixel_stream_with_a_correct_crc_agrees_with_pil() -> 
     assert rejected >= 3 * len(_corpus())
 
 
-def _adam7_png(grey: np.ndarray) -> bytes:
-    """An interlaced 8-bit grey PNG written by hand (PIL writes none): the seven Adam7 passes, filter 0."""
-    passes = [
-        (0, 0, 8, 8),
-        (0, 4, 8, 8),
-        (4, 0, 8, 4),
-        (0, 2, 4, 4),
-        (2, 0, 4, 2),
-        (0, 1, 2, 2),
-        (1, 0, 2, 1),
-    ]
-    rows = b"".join(
-        b"\0" + row.tobytes() for y0, x0, dy, dx in passes for row in grey[y0::dy, x0::dx] if row.size
-    )
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    h, w = grey.shape
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 1)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_interlaced_files_are_left_to_a_full_decode() -> None:
     grey = np.random.default_rng(3).integers(0, 256, (16, 13), dtype=np.uint8)
-    good = _adam7_png(grey)
+    good = adam7_png(grey)
     with Image.open(io.BytesIO(good)) as im:
         assert np.array_equal(np.asarray(im), grey)  # the hand-written file is what it claims to be
     assert check_png_stream(good) is False

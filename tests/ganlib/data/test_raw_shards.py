@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from data_helpers import data_workspace, image_folder, raw_files, set_params
+from data_helpers import data_workspace, image_folder, raw_files, reference_pixels, set_params
 from PIL import Image
 
 from ganlib.data import parallel
@@ -143,21 +143,6 @@ def _varied_folder(src: Path, per_class: int) -> None:
     Image.fromarray(np.full((10, 10), 60, np.uint8)).save(src / "emu" / "ünïcødé.png")
 
 
-def _reference(path: Path, resolution: int, channels: int) -> np.ndarray:
-    """What the stage promises, written out from the source file: composite anything with transparency
-    onto the background, convert, centre-crop to a square (numpy slicing), bicubic resize."""
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-            im = Image.alpha_composite(Image.new("RGBA", im.size, (*BACKGROUND, 255)), im.convert("RGBA"))
-        arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-    h, w = arr.shape[:2]
-    s = min(h, w)
-    square = arr[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    resized = np.asarray(Image.fromarray(square).resize((resolution, resolution), Image.Resampling.BICUBIC))
-    return resized[None] if channels == 1 else resized.transpose(2, 0, 1)
-
-
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -194,7 +179,9 @@ def test_preprocess_equals_an_independent_reference(
         assert list(rows["file"]) == sorted(rows["file"])  # name order within a split
         data = load_split(tmp_path / "out", split)
         assert len(data) == len(rows) == meta["counts"][split]
-        expected = np.stack([_reference(src / f, resolution, channels) for f in rows["file"]])
+        expected = np.stack(
+            [reference_pixels(src / f, resolution, channels, BACKGROUND) for f in rows["file"]]
+        )
         np.testing.assert_array_equal(np.asarray(data.images), expected)
         classes = [meta["class_names"].index(f.split("/")[0]) for f in rows["file"]]
         assert data.labels.tolist() == rows["label"].tolist() == classes
