@@ -4,9 +4,9 @@ Run ``python bench/bench_data.py`` (``--root data/processed`` to use a real proc
 returns the numbers as a dict for a bench runner. Both are measured in this process, on one device:
 
 - loader: batches drawn exactly as ``ganlib.training.train`` draws them (``epoch_batches`` index batches,
-  indexing, ``to_model_range``), by both of its paths: ``num_workers=0`` indexes a device-resident copy of
-  the split; ``num_workers>0`` has each DataLoader worker fancy-index the memory-mapped uint8 shards (timed
-  here in one process, i.e. the rate of a single worker);
+  gathered from the memory-mapped uint8 shards by ``ImageBatches``, ``to_model_range``: what the training
+  process does with ``num_workers=0`` and each DataLoader worker does otherwise; timed here in one process,
+  i.e. the rate of a single worker), and, as an upper bound, indexing a device-resident copy of the split;
 - training: ``ganlib.training.train`` on the DCGAN config, same batch size, same split.
 
 The ratio loader/training must stay well above 1: then the GPU (or CPU) never waits for data.

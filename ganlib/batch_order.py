@@ -2,8 +2,9 @@
 
 A resumed run starts at its global batch and sees exactly the batches a straight run would have seen; under
 DDP each rank takes its own disjoint slice of every global batch. Each batch is gathered by index from the
-memory-mapped shards (never a copy of the whole set, so RAM stays flat in the dataset size): in the
-training process, or by torch DataLoader workers, which yield the same batches.
+memory-mapped shards (never a copy of the whole set, so RAM stays flat in the dataset size; a split larger
+than the page cache mapped for random reads, see ``ShardedImages.for_random_access``): in the training
+process, or by torch DataLoader workers, which yield the same batches.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+
+from .data.shards import ShardedImages
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, start_batch: int) -> Iterator[torch.Tensor]:
@@ -39,8 +42,8 @@ def rank_batches(
 class ImageBatches(torch.utils.data.Dataset):
     """``dataset[index_batch]`` -> (uint8 images, index_batch); reads only those rows from the shards."""
 
-    def __init__(self, images: np.ndarray) -> None:
-        self.images = images
+    def __init__(self, images: np.ndarray | ShardedImages) -> None:
+        self.images = images.for_random_access() if isinstance(images, ShardedImages) else images
 
     def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(np.ascontiguousarray(self.images[idx.numpy()])), idx

@@ -15,6 +15,8 @@ well as a small one.
 from __future__ import annotations
 
 import json
+import mmap
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,23 +37,35 @@ class ShardedImages:
     ``np.asarray(images)`` still materializes everything: use it only on a split known to be small.
     """
 
-    def __init__(self, files: list[Path]) -> None:
+    def __init__(self, files: list[Path], random_access: bool = False) -> None:
         self.files = [Path(f) for f in files]
+        self.random_access = random_access
         self._open()
 
     def _open(self) -> None:
         self.shards = [np.load(f, mmap_mode="r") for f in self.files]
+        for shard in self.shards if self.random_access else []:
+            _advise_random(shard)
         shapes = {s.shape[1:] for s in self.shards}
         if len(shapes) != 1:
             raise ValueError(f"shards of one split differ in image shape: {sorted(shapes)}")
         self.starts = np.cumsum([0] + [len(s) for s in self.shards])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"files": self.files}
+        return {"files": self.files, "random_access": self.random_access}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.files = state["files"]
+        self.files, self.random_access = state["files"], state["random_access"]
         self._open()
+
+    def for_random_access(self) -> ShardedImages:
+        """The view training batches are gathered through, in random order. A split the page cache can hold
+        keeps the kernel's read-around: from a cold cache the first epoch then reads the shards in large
+        blocks, and every later read is a hit. A larger split is mapped for random reads
+        (``madvise(MADV_RANDOM)``), so a page fault reads the pages an image is on, not the read-around
+        window (up to ``read_ahead_kb`` around every fault: 8 MB here, 77x what a 12 KB image needs, every
+        batch, since nothing stays cached); ``bench/bench_random_reads.py`` measures both."""
+        return ShardedImages(self.files, random_access=self.nbytes > page_cache_room())
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -92,6 +106,27 @@ class ShardedImages:
         """Consecutive in-RAM blocks of at most ``size`` images: a pass over the split in bounded memory."""
         for start in range(0, len(self), size):
             yield self[start : start + size]
+
+
+def page_cache_room() -> int:
+    """Bytes of file data this machine (or its container) can be expected to keep cached: half its memory,
+    counted against a cgroup limit where there is one (a pod's page cache is charged to the pod)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume room
+        return 2**63
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            memory = min(memory, int(Path(limit).read_text()))
+        except (OSError, ValueError):  # absent, or "max": no limit
+            pass
+    return memory // 2
+
+
+def _advise_random(shard: np.ndarray) -> None:
+    mapping = getattr(shard, "_mmap", None)  # numpy's memmap keeps its mmap object here (None when empty)
+    if mapping is not None and hasattr(mmap, "MADV_RANDOM"):  # POSIX only
+        mapping.madvise(mmap.MADV_RANDOM)
 
 
 @dataclass

@@ -4,12 +4,16 @@ reader (training, DataLoader workers, the FID reference) needs the whole split i
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from functools import partial
 
 import numpy as np
 import pytest
+import torch
 
+from ganlib.batch_order import ImageBatches
+from ganlib.data import shards
 from ganlib.data.parallel import MIN_PARALLEL_ITEMS, ordered_map
 from ganlib.data.shards import ShardedImages, load_split, write_shard
 
@@ -45,6 +49,47 @@ def test_pickles_as_paths_not_pixels(sharded) -> None:
     blob = pickle.dumps(split.images)  # what a DataLoader worker receives under spawn/forkserver
     assert b"images-00000.npy" in blob and len(blob) < 1000
     np.testing.assert_array_equal(pickle.loads(blob)[np.arange(15)], reference)
+
+
+def _advice_of_mappings(path) -> list[bool]:
+    """For each mapping of ``path`` in this process, whether it carries the random-read hint (``rr`` among
+    its VmFlags in /proc/self/smaps: what ``madvise(MADV_RANDOM)`` sets)."""
+    flags, current = [], None
+    for line in open("/proc/self/smaps"):  # noqa: SIM115
+        if line.split()[-1:] == [str(path)]:
+            current = True
+        elif line.startswith("VmFlags:") and current:
+            flags.append("rr" in line.split())
+            current = None
+    return flags
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's /proc/self/smaps")
+def test_a_split_larger_than_the_page_cache_is_mapped_for_random_reads(sharded, monkeypatch) -> None:
+    """The kernel reads megabytes around a page fault unless told reads are random: right for a split the
+    cache holds (the first epoch warms it), ruinous for one it cannot (every batch reads ~77x its bytes).
+    The training reader decides by size; sequential passes keep read-ahead; a DataLoader worker's copy
+    keeps the decision."""
+    split, reference = sharded
+    first = split.images.files[0]
+    assert _advice_of_mappings(first) == [False]
+    monkeypatch.setattr(shards, "page_cache_room", lambda: split.images.nbytes)  # it just fits
+    fits = ImageBatches(split.images)
+    assert not fits.images.random_access
+    assert _advice_of_mappings(first) == [False, False]
+    monkeypatch.setattr(shards, "page_cache_room", lambda: split.images.nbytes - 1)
+    reader = ImageBatches(split.images)
+    assert sorted(_advice_of_mappings(first)) == [False, False, True]
+    monkeypatch.setattr(shards, "page_cache_room", lambda: 2**40)  # a worker on a roomier machine
+    worker_copy = pickle.loads(pickle.dumps(reader.images))
+    assert sorted(_advice_of_mappings(first)) == [False, False, True, True]
+    np.testing.assert_array_equal(reader[torch.tensor([14, 0, 5])][0].numpy(), reference[[14, 0, 5]])
+    np.testing.assert_array_equal(worker_copy[[14, 0, 5]], reference[[14, 0, 5]])
+
+
+def test_page_cache_room_is_half_the_memory_at_most() -> None:
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < shards.page_cache_room() <= total // 2
 
 
 def _square(x: int) -> int:
