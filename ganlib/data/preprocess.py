@@ -68,14 +68,13 @@ def load_image(source: Path | bytes, resolution: int, channels: int, background:
     from PIL import Image
 
     data = source.read_bytes() if isinstance(source, Path) else source
-    if _plain_png(data, channels):
-        # libspng (pyspng, as stylegan2-ada's loader) decodes these in half PIL's time, to the same pixels.
-        pixels = pyspng.load(data)
-        if pixels.shape[0] == pixels.shape[1] == resolution:
-            return _channels_first(pixels)
-        im = Image.fromarray(pixels)
-    else:
+    pixels = _libspng_decode(data) if _plain_png(data, channels) else None
+    if pixels is None:
         im = _pil_decode(data, channels, background)
+    elif pixels.shape[0] == pixels.shape[1] == resolution:
+        return _channels_first(pixels)
+    else:
+        im = Image.fromarray(pixels)
     # Centre-crop to square, then resize with antialiasing (PIL's filters are antialiased). Either step
     # is skipped when it would return the same pixels (a square image, the target size).
     w, h = im.size
@@ -98,6 +97,16 @@ def _plain_png(data: bytes, channels: int) -> bool:
         and data[28:29] == b"\0"  # not interlaced
         and b"tRNS" not in data
     )
+
+
+def _libspng_decode(data: bytes) -> np.ndarray | None:
+    """libspng (pyspng, as stylegan2-ada's loader) decodes a plain PNG in half PIL's time, to the same pixels;
+    ``None`` for a file it refuses that PIL reads (an unknown critical chunk): ingestion accepted what PIL
+    accepts, so PIL decodes it."""
+    try:
+        return pyspng.load(data)
+    except RuntimeError:
+        return None
 
 
 def _pil_decode(data: bytes, channels: int, background: object) -> Image.Image:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from ganlib.data import preprocess
 from ganlib.data.preprocess import load_image
+from ganlib.data.validate import reject_reason
 
 BACKGROUND = [30, 200, 90]
 
@@ -88,3 +89,16 @@ def test_files_libspng_would_decode_differently_go_to_pil(libspng_calls: list[in
     # The transparency was applied: the top rows show the background, not the stored colour.
     top_rows = load_image(cases["rgb + tRNS"][0], 12, 3, BACKGROUND)[:, :3]
     assert (top_rows == np.array(BACKGROUND)[:, None, None]).all()
+
+
+def test_a_file_libspng_refuses_but_ingestion_accepted_is_decoded_by_pil(libspng_calls: list[int]) -> None:
+    """An unknown critical chunk: PIL skips it, so ingestion accepts the file; libspng refuses it."""
+    grey = np.random.default_rng(9).integers(0, 256, (8, 8), dtype=np.uint8)
+    plain = hand_png(8, 8, 0, zlib.compress(b"".join(b"\0" + row.tobytes() for row in grey)))
+    data = plain[:33] + png_chunk(b"ABCD", b"xyz") + plain[33:]  # after IHDR
+    assert reject_reason("x.png", data) == (reject_reason("x.png", plain)[0], None)
+    with pytest.raises(RuntimeError):
+        preprocess.pyspng.load(data)
+    libspng_calls.clear()
+    np.testing.assert_array_equal(load_image(data, 8, 1), grey[None])
+    assert libspng_calls == [1]  # tried first, then PIL
