@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from data_helpers import data_workspace, image_folder, set_params
 from ganlib.data.shards import load_split
 from ganlib.data.sources import ingest_folder
 from pipelines import dvc
+from pipelines.resources import REPO_ROOT
 
 
 def _lock_hash(ws: Path) -> str:
@@ -169,3 +171,18 @@ def test_repro_gives_up_after_the_busy_timeout_with_one_line(tmp_path: Path, mon
     assert msg.startswith(f"`dvc repro preprocess` in {ws}: DVC's data stayed busy for ")
     assert f"(limit 2 s, GAN_DVC_BUSY_TIMEOUT), held by (PID {hand.pid}): " in msg
     assert msg.endswith(f"delete {ws / '.dvc' / 'tmp' / 'rwlock'})")
+
+
+def test_the_committed_lock_records_the_stage_code_as_it_is() -> None:
+    """The repository's dvc.lock names the processed data the shipped code makes (a fresh clone's `make run`
+    relies on it); a code dep edited without re-running the stage would leave it describing older code."""
+    repo = REPO_ROOT
+    stage = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["preprocess"]
+    declared = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["preprocess"]["deps"]
+    code = [d for d in stage["deps"] if not d["path"].startswith("data/")]
+    assert sorted(d["path"] for d in code) == sorted(p for p in declared if not p.startswith("data/"))
+    for dep in code:
+        data = (repo / dep["path"]).read_bytes()
+        assert (hashlib.md5(data).hexdigest(), len(data)) == (dep["md5"], dep["size"]), (
+            f"{dep['path']} changed since dvc.lock was written: re-run `dvc repro preprocess` on the digits"
+        )
