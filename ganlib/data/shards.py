@@ -44,8 +44,9 @@ class ShardedImages:
 
     def _open(self) -> None:
         self.shards = [np.load(f, mmap_mode="r") for f in self.files]
-        for shard in self.shards if self.random_access else []:
-            _advise_random(shard)
+        if self.random_access:
+            for shard in self.shards:
+                _advise_random(shard)
         shapes = {s.shape[1:] for s in self.shards}
         if len(shapes) != 1:
             raise ValueError(f"shards of one split differ in image shape: {sorted(shapes)}")
