@@ -206,15 +206,12 @@ def default_remote(workspace: Path) -> str | None:
     return config.get("core", {}).get("remote") or None
 
 
-# Files a workspace needs besides data: the DVC pipeline, its params, and the stage's code deps.
-WORKSPACE_FILES = (
-    "dvc.yaml",
-    "params.yaml",
-    "ganlib/data/preprocess.py",
-    "ganlib/data/shards.py",
-    "ganlib/data/raw_shards.py",
-    "ganlib/data/parallel.py",
-)
+def workspace_files(source_root: Path) -> list[str]:
+    """Files a workspace needs besides data: the DVC pipeline, its params, and its stages' code deps, as
+    dvc.yaml lists them (the one list: a dep added there is copied too)."""
+    stages = yaml.safe_load((source_root / "dvc.yaml").read_text())["stages"]
+    code = [dep for stage in stages.values() for dep in stage.get("deps", []) if not dep.startswith("data/")]
+    return ["dvc.yaml", "params.yaml", *dict.fromkeys(code)]
 
 
 def init_workspace(path: Path, source_root: Path) -> Path:
@@ -226,7 +223,7 @@ def init_workspace(path: Path, source_root: Path) -> Path:
     import shutil
 
     path.mkdir(parents=True, exist_ok=True)
-    for rel in WORKSPACE_FILES:
+    for rel in workspace_files(source_root):
         dest = path / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source_root / rel, dest)
