@@ -34,13 +34,23 @@ def png_header(data: bytes) -> tuple[int, int, str, int] | None:
         from PIL.PngImagePlugin import _MODES  # PIL's own (bit depth, colour type) -> (mode, raw mode)
     except ImportError:
         return None
+    ihdr = read_ihdr(data)
+    if ihdr is None:
+        return None
+    width, height, depth, colour, _ = ihdr
+    mode = _MODES.get((depth, colour), (None,))[0]
+    return None if mode is None else (width, height, mode, Image.getmodebands(mode))
+
+
+def read_ihdr(data: bytes) -> tuple[int, int, int, int, int] | None:
+    """``(width, height, bit depth, colour type, interlace method)`` from the IHDR chunk that must follow the
+    signature, its CRC checked; ``None`` when ``data`` does not start that way."""
     if len(data) < 33 or data[:8] != SIGNATURE or data[8:16] != b"\0\0\0\x0dIHDR":
         return None
     if zlib.crc32(data[12:29]) != struct.unpack_from(">I", data, 29)[0]:
         return None
-    width, height, depth, colour = struct.unpack_from(">IIBB", data, 16)
-    mode = _MODES.get((depth, colour), (None,))[0]
-    return None if mode is None else (width, height, mode, Image.getmodebands(mode))
+    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    return width, height, depth, colour, interlace
 
 
 def check_png_stream(data: bytes) -> bool:

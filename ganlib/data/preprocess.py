@@ -27,13 +27,15 @@ import yaml
 if TYPE_CHECKING:
     from PIL import Image
 
-# The stage's code deps (dvc.yaml) are this file, shards.py, raw_shards.py and parallel.py: all it runs.
+# The stage's code deps (dvc.yaml) are this file and the sibling modules below: all it runs.
 if __package__:
     from .parallel import MIN_PARALLEL_ITEMS, ordered_map
+    from .png_stream import read_ihdr
     from .raw_shards import ShardError, open_shard, read_index
     from .shards import SHARD_SIZE, UNLABELLED, create_shard, shard_names
 else:  # run by path, as dvc.yaml does: the sibling files, i.e. the very copies DVC hashed
     from parallel import MIN_PARALLEL_ITEMS, ordered_map  # type: ignore[no-redef]
+    from png_stream import read_ihdr  # type: ignore[no-redef]
     from raw_shards import ShardError, open_shard, read_index  # type: ignore[no-redef]
     from shards import SHARD_SIZE, UNLABELLED, create_shard, shard_names  # type: ignore[no-redef]
 
@@ -90,13 +92,8 @@ def _plain_png(data: bytes, channels: int) -> bool:
     """A non-interlaced 8-bit grey (``channels`` 1) or RGB (3) PNG without a transparency chunk: decoded, its
     pixels are the output's with no conversion. (``tRNS`` anywhere in the bytes sends a file to PIL: at
     worst the slow way.)"""
-    return (
-        data[:8] == b"\x89PNG\r\n\x1a\n"
-        and data[12:16] == b"IHDR"
-        and data[24:26] == bytes((8, 0 if channels == 1 else 2))  # bit depth, colour type
-        and data[28:29] == b"\0"  # not interlaced
-        and b"tRNS" not in data
-    )
+    ihdr = read_ihdr(data)  # (width, height, bit depth, colour type, interlace)
+    return ihdr is not None and ihdr[2:] == (8, 0 if channels == 1 else 2, 0) and b"tRNS" not in data
 
 
 def _libspng_decode(data: bytes) -> np.ndarray | None:
